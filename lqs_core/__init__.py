@@ -1,0 +1,1 @@
+"""lqs_core: learned quantization schemes for Keras 3."""
