@@ -1,0 +1,7 @@
+"""Shared test set-up: quiet, deterministic TensorFlow on the CPU."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("TF_DETERMINISTIC_OPS", "1")
+os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
