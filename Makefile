@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make reproduce   # set up .venv, run the reproduction workflow (demo profile, embedded digits data)
+#   make test        # set up .venv, run the test suite (unit tests, smoke workflow, notebooks with nbval)
+# Both create the virtual environment on first use; nothing but Python 3.11 and the package registries is needed.
+# TF=gpu installs TensorFlow with CUDA instead of the CPU-only build: `make reproduce TF=gpu`.
+
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   ?= .venv
+TF     ?= cpu
+PROFILE ?= profiles/local
+CONFIG ?= config/demo.yaml
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(TF)
+
+.PHONY: reproduce test install figures benchmark clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[$(TF),workflow,test]"
+	touch $@
+
+reproduce: $(STAMP)
+	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/step_overhead.py
+
+clean:
+	rm -rf $(VENV) .snakemake .pytest_cache
