@@ -1,0 +1,343 @@
+"""Tests for lqs_core.data: digits, content verification, offline behaviour, real shared copies, Imagenette."""
+
+import hashlib
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lqs_core import data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_datasets():
+    env = os.environ.get("LQS_SHARED_DATA")
+    candidates = []
+    if env:
+        candidates += [Path(env) / "keras" / "datasets", Path(env)]
+    candidates.append(REPO.parent / "shared" / "data" / "keras" / "datasets")
+    for c in candidates:
+        if (c / "mnist.npz").is_file():
+            return c
+    return None
+
+
+SHARED = _shared_datasets()
+needs_shared = pytest.mark.skipif(SHARED is None, reason="shared/data/keras/datasets not available")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(tmp_path, monkeypatch):
+    """Each test gets its own Keras cache and no LQS_DATA_DIR; downloads are refused unless a test allows them."""
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
+    monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+    import keras
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"unexpected keras.utils.get_file call: {kwargs}")
+
+    monkeypatch.setattr(keras.utils, "get_file", no_download)
+
+
+def _offline_get_file(*args, **kwargs):
+    """What keras.utils.get_file raises when there is no network."""
+    raise Exception(f"URL fetch failure on {kwargs.get('origin')}: None -- "
+                    "[Errno -3] Temporary failure in name resolution")
+
+
+def _labels(ds):
+    return np.concatenate([y.numpy() for _, y in ds])
+
+
+def _fake_mnist(path: Path, seed=0, n_train=12, n_test=5):
+    rng = np.random.default_rng(seed)
+    arrays = {
+        "x_train": rng.integers(0, 256, (n_train, 28, 28), dtype=np.uint8),
+        "y_train": rng.integers(0, 10, n_train, dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (n_test, 28, 28), dtype=np.uint8),
+        "y_test": rng.integers(0, 10, n_test, dtype=np.uint8),
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **arrays)
+    return arrays, data.content_sha256(*(arrays[k] for k in ("x_train", "y_train", "x_test", "y_test")))
+
+
+# --------------------------------------------------------------------------------------------------
+# digits, names, pipelines
+# --------------------------------------------------------------------------------------------------
+
+
+def test_datasets_constant():
+    assert data.DATASETS == ("digits", "mnist", "cifar10", "imagenette")
+
+
+def test_digits_arrays_shapes_split_and_determinism():
+    (x_tr, y_tr), (x_va, y_va) = data.load_arrays("digits")
+    assert x_tr.shape == (1437, 8, 8, 1) and x_va.shape == (360, 8, 8, 1)
+    assert y_tr.shape == (1437,) and y_va.shape == (360,)
+    assert x_tr.dtype == np.float32 and y_tr.dtype == np.int32 and y_va.dtype == np.int32
+    assert x_tr.min() == 0.0 and x_tr.max() == 16.0 and np.all(x_tr == np.round(x_tr))
+    # stratified: every class ~20 % in validation
+    tr_counts, va_counts = np.bincount(y_tr, minlength=10), np.bincount(y_va, minlength=10)
+    assert np.all(np.abs(va_counts / (tr_counts + va_counts) - 0.2) < 0.02)
+    (x_tr2, y_tr2), (x_va2, y_va2) = data.load_arrays("digits")
+    np.testing.assert_array_equal(x_tr, x_tr2)
+    np.testing.assert_array_equal(y_va, y_va2)
+
+
+def test_digits_pipeline_seeded_order():
+    a = data.load("digits", batch_size=64, seed=1)
+    b = data.load("digits", batch_size=64, seed=1)
+    c = data.load("digits", batch_size=64, seed=2)
+    assert (a.name, a.input_shape, a.num_classes, a.n_train, a.n_val) == ("digits", (8, 8, 1), 10, 1437, 360)
+    first = _labels(a.train)  # epoch 1 (every iteration over `train` is one epoch)
+    assert len(first) == 1437
+    np.testing.assert_array_equal(first, _labels(b.train))  # same seed -> same batch order
+    assert not np.array_equal(first, _labels(c.train))  # other seed -> other order
+    assert not np.array_equal(first, _labels(a.train))  # reshuffled each epoch
+    x, y = next(iter(c.train))
+    assert x.shape == (64, 8, 8, 1) and x.dtype.name == "float32" and y.dtype.name == "int32"
+    # validation is not shuffled and equals load_arrays' split
+    (_, _), (x_va, y_va) = data.load_arrays("digits")
+    np.testing.assert_array_equal(_labels(a.val), y_va)
+    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in a.val]), x_va)
+
+
+def test_max_train_and_max_val():
+    s = data.load("digits", batch_size=32, seed=3, max_train=100, max_val=50)
+    assert (s.n_train, s.n_val) == (100, 50)
+    assert len(_labels(s.train)) == 100 and len(_labels(s.val)) == 50
+    again = data.load("digits", batch_size=32, seed=3, max_train=100, max_val=50)
+    np.testing.assert_array_equal(_labels(s.val), _labels(again.val))
+    assert data.load("digits", max_train=10_000).n_train == 1437
+    with pytest.raises(ValueError):
+        data.load("digits", max_train=0)
+
+
+def test_unknown_name_and_bad_options():
+    for fn in (data.load, data.load_arrays, data.fetch):
+        with pytest.raises(ValueError, match="mnist2") as e:
+            fn("mnist2")
+        assert all(n in str(e.value) for n in data.DATASETS)
+    with pytest.raises(ValueError, match="imagenette"):
+        data.load("digits", image_size=32)
+    with pytest.raises(ValueError, match="augment"):
+        data.load("digits", augment=True)
+    with pytest.raises(ValueError, match="load"):
+        data.load_arrays("imagenette")
+
+
+def test_describe_mentions_offline_settings():
+    text = data.describe()
+    assert "LQS_DATA_DIR" in text and "KERAS_HOME" in text
+
+
+# --------------------------------------------------------------------------------------------------
+# Content verification and file locations
+# --------------------------------------------------------------------------------------------------
+
+
+def test_content_sha256_matches_hand_computation():
+    x = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    y = np.array([1, 7], dtype=np.uint8)
+    x_view = np.asfortranarray(x)  # not C-contiguous: must hash the C-order bytes
+    expected = hashlib.sha256(x.tobytes() + y.tobytes() + y.tobytes() + x.tobytes()).hexdigest()
+    assert data.content_sha256(x_view, y, y.astype(np.int64), x) == expected
+    assert data.content_sha256([1, 7]) == hashlib.sha256(bytes([1, 7])).hexdigest()
+    with pytest.raises(ValueError):
+        data.content_sha256(np.array([256]))
+
+
+def test_wrong_content_is_rejected_and_kept(tmp_path):
+    path = tmp_path / "user" / "mnist.npz"
+    _fake_mnist(path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="hash") as e:
+        data.load_arrays("mnist", data_dir=tmp_path / "user")
+    msg = str(e.value)
+    assert str(path) in msg and data.CONTENT_SHA256["mnist"] in msg and data.MNIST_URL in msg
+    assert path.read_bytes() == before
+
+
+def test_verified_local_copy_via_data_dir_and_env(tmp_path, monkeypatch):
+    path = tmp_path / "user" / "mnist.npz"
+    arrays, digest = _fake_mnist(path)
+    monkeypatch.setitem(data.CONTENT_SHA256, "mnist", digest)
+    (x_tr, y_tr), (x_va, y_va) = data.load_arrays("mnist", data_dir=path.parent)
+    assert x_tr.shape == (12, 28, 28) and x_tr.dtype == np.float32 and y_va.dtype == np.int32
+    np.testing.assert_array_equal(x_tr, arrays["x_train"])
+    monkeypatch.setenv(data.ENV_DATA_DIR, os.pathsep.join([str(tmp_path / "nothing"), str(path.parent)]))
+    s = data.load("mnist", batch_size=4)
+    assert (s.n_train, s.n_val, s.input_shape) == (12, 5, (28, 28))
+    assert data.fetch("mnist") == path
+
+
+def test_missing_file_offline_gives_clear_error_and_keeps_user_files(tmp_path, monkeypatch):
+    import keras
+
+    user = tmp_path / "user"
+    _fake_mnist(user / "mnist.npz")
+    before = (user / "mnist.npz").read_bytes()
+    monkeypatch.setattr(keras.utils, "get_file", _offline_get_file)
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(user))
+    # CIFAR-10 is not in LQS_DATA_DIR -> falls through to the Keras cache -> download fails offline
+    with pytest.raises(data.DatasetNotFoundError) as e:
+        data.load_arrays("cifar10")
+    assert isinstance(e.value, FileNotFoundError)
+    msg = str(e.value)
+    assert data.CIFAR10_URL in msg and "LQS_DATA_DIR" in msg and "URL fetch failure" in msg
+    assert (user / "mnist.npz").read_bytes() == before
+    # an explicit data_dir never downloads: missing there is an error straight away
+    monkeypatch.setattr(keras.utils, "get_file", lambda *a, **k: pytest.fail("get_file called"))
+    with pytest.raises(data.DatasetNotFoundError, match="mnist.npz"):
+        data.load_arrays("mnist", data_dir=tmp_path / "empty")
+
+
+def test_existing_cache_file_is_never_passed_to_get_file(tmp_path, monkeypatch):
+    # a re-packed copy in the Keras cache: its file hash differs from Keras' -> Keras would delete it offline
+    cached = tmp_path / "keras_home" / "datasets" / "mnist.npz"
+    _, digest = _fake_mnist(cached, seed=5)
+    before = cached.read_bytes()
+    monkeypatch.setitem(data.CONTENT_SHA256, "mnist", digest)
+    (x_tr, _), _ = data.load_arrays("mnist")  # the autouse fixture makes get_file fail the test
+    assert x_tr.shape == (12, 28, 28)
+    assert cached.read_bytes() == before
+
+
+def test_download_goes_through_keras_get_file(tmp_path, monkeypatch):
+    import keras
+
+    calls = []
+
+    def fake_get_file(fname=None, origin=None, file_hash=None, cache_dir=None, cache_subdir=None, **kw):
+        calls.append(dict(fname=fname, origin=origin, file_hash=file_hash, cache_subdir=cache_subdir, **kw))
+        target = Path(cache_dir) / cache_subdir / fname
+        _fake_mnist(target, seed=7)
+        return str(target)
+
+    monkeypatch.setattr(keras.utils, "get_file", fake_get_file)
+    _, digest = _fake_mnist(tmp_path / "ref.npz", seed=7)
+    monkeypatch.setitem(data.CONTENT_SHA256, "mnist", digest)
+    path = data.fetch("mnist")
+    assert path == tmp_path / "keras_home" / "datasets" / "mnist.npz"
+    assert calls == [dict(fname="mnist.npz", origin=data.MNIST_URL, file_hash=data.MNIST_FILE_SHA256,
+                          cache_subdir="datasets")]
+    data.load_arrays("mnist")  # second time: found in the cache, no further get_file call
+    assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Real offline copies (shared/data)
+# --------------------------------------------------------------------------------------------------
+
+
+@needs_shared
+def test_real_mnist_from_shared_copy():
+    (x_tr, y_tr), (x_va, y_va) = data.load_arrays("mnist", data_dir=SHARED)
+    assert x_tr.shape == (60000, 28, 28) and y_tr.shape == (60000,) and x_va.shape == (10000, 28, 28)
+    assert y_va.shape == (10000,) and x_tr.dtype == np.float32 and y_tr.dtype == np.int32
+    assert x_tr.min() == 0.0 and x_tr.max() == 255.0
+    assert np.bincount(y_tr).tolist() == [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    assert np.bincount(y_va).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+
+
+@pytest.mark.slow  # reads 180 MB and allocates ~740 MB of float32 (2-4 s)
+@needs_shared
+def test_real_cifar10_from_shared_copy(monkeypatch):
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(SHARED))
+    (x_tr, y_tr), (x_va, y_va) = data.load_arrays("cifar10")  # verifies the content hash on the way
+    assert x_tr.shape == (50000, 32, 32, 3) and x_va.shape == (10000, 32, 32, 3) and x_tr.dtype == np.float32
+    assert y_tr.shape == (50000,) and y_va.dtype == np.int32 and x_va.min() == 0.0 and x_va.max() == 255.0
+    assert np.bincount(y_tr).tolist() == [5000] * 10 and np.bincount(y_va).tolist() == [1000] * 10
+    assert np.bincount(y_tr[:10000]).tolist() == [1005, 974, 1032, 1016, 999, 937, 1030, 1001, 1025, 981]
+    del x_tr, x_va
+    assert data.fetch("cifar10") == SHARED / "cifar-10-batches-py"
+
+
+# --------------------------------------------------------------------------------------------------
+# Imagenette on a tiny folder of the same layout
+# --------------------------------------------------------------------------------------------------
+
+WNIDS = ("n03888605", "n01440764")  # deliberately not sorted
+
+
+@pytest.fixture
+def tiny_imagenette(tmp_path):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs" / "imagenette2-160"
+    for split, n in (("train", 3), ("val", 2)):
+        for wnid in WNIDS:
+            d = root / split / wnid
+            d.mkdir(parents=True)
+            for i in range(n):
+                h, w = (40, 40) if i % 2 == 0 else (40, 52)
+                arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(d / f"{wnid}_{i}.JPEG", quality=95)
+    (root / "train" / WNIDS[0] / "notes.txt").write_text("not an image")
+    return tmp_path / "imgs"
+
+
+def _epoch(ds):
+    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def test_imagenette_tiny_pipeline(tiny_imagenette):
+    s = data.load("imagenette", batch_size=4, seed=0, data_dir=tiny_imagenette, image_size=32)
+    assert (s.name, s.input_shape, s.num_classes, s.n_train, s.n_val) == ("imagenette", (32, 32, 3), 2, 6, 4)
+    assert s.class_names == tuple(sorted(WNIDS))
+    x_va, y_va = _epoch(s.val)
+    assert x_va.shape == (4, 32, 32, 3) and x_va.dtype == np.float32
+    assert y_va.tolist() == [0, 0, 1, 1]  # sorted wnid order: n01440764 -> 0, n03888605 -> 1; val not shuffled
+    x_tr, y_tr = _epoch(s.train)
+    assert x_tr.shape == (6, 32, 32, 3) and sorted(y_tr.tolist()) == [0, 0, 0, 1, 1, 1]
+    assert x_tr.min() >= 0.0 and x_tr.max() <= 255.0
+    # augmentation is deterministic for a seed, different for another seed and between epochs
+    x_same, y_same = _epoch(data.load("imagenette", batch_size=4, seed=0, data_dir=tiny_imagenette,
+                                      image_size=32).train)
+    np.testing.assert_array_equal(x_tr, x_same)
+    np.testing.assert_array_equal(y_tr, y_same)
+    x_other, _ = _epoch(data.load("imagenette", batch_size=4, seed=1, data_dir=tiny_imagenette,
+                                  image_size=32).train)
+    assert not np.array_equal(x_tr, x_other)
+    x_next, _ = _epoch(s.train)
+    assert not np.array_equal(x_tr, x_next)
+    # without augmentation the train images get the validation preprocessing (resize only), just shuffled
+    plain = data.load("imagenette", batch_size=8, seed=0, data_dir=tiny_imagenette, image_size=32, augment=False)
+    (x_p1, y_p1), (x_p2, y_p2) = _epoch(plain.train), _epoch(plain.train)
+    assert x_p1.shape == (6, 32, 32, 3)
+    fingerprints = []
+    for x_p, y_p in ((x_p1, y_p1), (x_p2, y_p2)):  # the same images in every epoch, only reordered
+        order = np.lexsort((x_p.reshape(6, -1).sum(1), y_p))
+        fingerprints.append(x_p[order])
+    np.testing.assert_array_equal(*fingerprints)
+
+
+def test_imagenette_env_max_and_missing(tiny_imagenette, tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tiny_imagenette))
+    s = data.load("imagenette", batch_size=2, image_size=16, max_train=4, max_val=1)
+    assert (s.n_train, s.n_val, s.input_shape) == (4, 1, (16, 16, 3))
+    assert data.fetch("imagenette") == tiny_imagenette / "imagenette2-160"
+    with pytest.raises(data.DatasetNotFoundError, match="imagenette2-160.tgz"):
+        data.load("imagenette", data_dir=tmp_path / "empty")
+
+
+def test_imagenette_local_tgz_is_extracted_into_cache(tiny_imagenette, tmp_path, monkeypatch):
+    user = tmp_path / "user"
+    user.mkdir()
+    tgz = user / "imagenette2-160.tgz"
+    with tarfile.open(tgz, "w:gz") as t:
+        t.add(tiny_imagenette / "imagenette2-160", arcname="imagenette2-160")
+    before = tgz.read_bytes()
+    with pytest.raises(ValueError, match="hash"):
+        data.fetch("imagenette", data_dir=user)
+    monkeypatch.setattr(data, "IMAGENETTE_FILE_SHA256", hashlib.sha256(before).hexdigest())
+    root = data.fetch("imagenette", data_dir=user)
+    assert root == tmp_path / "keras_home" / "datasets" / "imagenette2-160_extracted" / "imagenette2-160"
+    assert data.load("imagenette", data_dir=user, image_size=16).n_train == 6
+    assert tgz.read_bytes() == before
