@@ -113,13 +113,26 @@ class QuantizedLayer(keras.layers.Layer):
 
         ``kwargs`` set the quantization arguments (``granularity``, ``threshold``, ...) and may override others.
         """
-        config = {k: v for k, v in float_layer.get_config().items() if k in cls._FLOAT_CONFIG_KEYS}
+        float_weights = float_layer.get_weights()
+        if not float_weights:
+            raise ValueError(
+                f"from_float: {float_layer.name!r} has no weights yet; build it (call it on data) first."
+            )
+        float_config = float_layer.get_config()
+        cls._check_float_config(float_config)
+        config = {k: v for k, v in float_config.items() if k in cls._FLOAT_CONFIG_KEYS}
         config.update(kwargs)
         layer = cls(**config)
-        float_weights = float_layer.get_weights()
         layer.build(cls._input_shape_from_kernel(float_weights[0].shape))
         layer.load_float_weights(float_weights)
         return layer
+
+    @classmethod
+    def _check_float_config(cls, float_config):
+        """Raise ``ValueError`` where the float layer uses an option the quantized twin does not implement."""
+        missing = [k for k in cls._FLOAT_CONFIG_KEYS if k != "name" and k not in float_config]
+        if missing:
+            raise ValueError(f"from_float: {cls.__name__} needs a float layer with {', '.join(missing)} in its config.")
 
     def load_float_weights(self, float_weights):
         """Copy ``[kernel, bias]`` of a float layer into this layer's float parameters (scales are untouched)."""
@@ -260,6 +273,24 @@ class QConv2D(QuantizedLayer):
     @staticmethod
     def _input_shape_from_kernel(kernel_shape):
         return (None, None, None, kernel_shape[2])
+
+    @classmethod
+    def _check_float_config(cls, float_config):
+        super()._check_float_config(float_config)
+        # Options of keras.layers.Conv2D that QConv2D does not implement: copying the weights alone would give a
+        # layer that computes something else, so refuse instead of silently dropping them.
+        unsupported = []
+        if _pair(float_config.get("dilation_rate", 1), "dilation_rate") != (1, 1):
+            unsupported.append(f"dilation_rate={float_config['dilation_rate']!r}")
+        if int(float_config.get("groups", 1)) != 1:
+            unsupported.append(f"groups={float_config['groups']!r}")
+        if float_config.get("data_format") not in (None, "channels_last"):
+            unsupported.append(f"data_format={float_config['data_format']!r}")
+        if unsupported:
+            raise ValueError(
+                f"from_float: QConv2D does not implement {', '.join(unsupported)}; only Conv2D layers with "
+                "dilation_rate 1, groups 1 and data_format 'channels_last' can be converted."
+            )
 
     def build(self, input_shape):
         shape = (*self.kernel_size, int(input_shape[-1]), self.filters)

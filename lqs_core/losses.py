@@ -119,11 +119,15 @@ class ReconstructionError(LossTerm):
 
 
 TERMS = {cls.term: cls for cls in (MaxBin, Inverse, Difference, ReconstructionError)}
+# Class names (``"ReconstructionError"``) and snake case (``"reconstruction_error"``) are accepted too.
+_TERM_ALIASES = {"reconstructionerror": "reconstruction"}
 
 
 def make_term(name: str, gamma: float) -> LossTerm:
-    """The loss term called ``name`` (``maxbin``, ``inverse``, ``difference``, ``reconstruction``)."""
-    key = str(name).lower()
+    """The loss term called ``name`` (``maxbin``, ``inverse``, ``difference``, ``reconstruction``; case-insensitive,
+    the class names such as ``ReconstructionError`` work too)."""
+    key = str(name).lower().replace("_", "").replace("-", "").replace(" ", "")
+    key = _TERM_ALIASES.get(key, key)
     if key not in TERMS:
         raise ValueError(f"Unknown loss term {name!r}; allowed: {', '.join(TERMS)}.")
     return TERMS[key](gamma)

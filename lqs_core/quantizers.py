@@ -46,8 +46,9 @@ def ratio_threshold_scale_gradient(dy, p_r, p_q, threshold: float, axes: list):
     ``g_k = -tanh(lambda)`` if all ``r >= lambda`` in the slice else ``mean(g_e)``; ``dL/ds_k = g_k * max|P_q|``.
     """
     lam = tf.cast(threshold, dy.dtype)
-    magnitude = tf.abs(p_r)
-    ratio = tf.abs(dy) / tf.where(magnitude == 0.0, tf.cast(EPSILON, dy.dtype), magnitude)
+    # SPEC §1.1: r = |dy| / max(eps, |P_r|): eps where P_r == 0, and also where 0 < |P_r| < eps (possible only with
+    # a custom scale_min below eps; substituting eps only at exact zeros would divide by |P_r| there).
+    ratio = tf.abs(dy) / tf.maximum(tf.abs(p_r), tf.cast(EPSILON, dy.dtype))
     sensitive = ratio >= lam
     element_grad = tf.where(sensitive, tf.zeros_like(ratio), -tf.tanh(lam - ratio))
     all_sensitive = tf.reduce_all(sensitive, axis=axes, keepdims=True)
@@ -57,7 +58,7 @@ def ratio_threshold_scale_gradient(dy, p_r, p_q, threshold: float, axes: list):
 
 
 def nested_quantize(p, s, threshold: float, axes: list, rounding: str = "floor"):
-    """``P_r = round(P / s) * s`` with the ratio-threshold scale gradient and the STE for ``P``.
+    """``P_r = floor(P / s) * s`` (``round`` with ``rounding="round"``), ratio-threshold scale gradient, STE for P.
 
     ``axes`` are the axes of ``P`` each scale element spans (see :func:`lqs_core.granularity.reduce_axes`).
     """
