@@ -12,6 +12,14 @@ convolution would be::
         def call(self, x):
             return keras.ops.depthwise_conv(x, self.quantized("kernel"), 1, "same")
 
+``quantizer`` selects the quantizer of every parameter of a host: ``"nested"`` (default, the thesis' layer) or a
+comparator of :mod:`lqs_core.comparators` — a method name (``"fixed"``, ``"lsq"``, ``"cgmq"``) or a dict such as
+``{"method": "lsq", "bits": 4}`` (validated by :func:`lqs_core.comparators.normalize_spec`, stored in
+``get_config``). A comparator quantizer uses the layer's ``granularity`` for its scale (biases: ``scalar``) and
+ignores ``threshold`` / ``scale_init`` / ``scale_min`` / ``rounding``; quantizers with a ``calibrate(P)`` method
+(min-max scales, LSQ's initial step) are calibrated when the parameter is created and when float weights are
+loaded into it.
+
 Quantized layers are initialized with ``RandomNormal(0, 0.05)`` for weights *and* biases (the thesis' setting);
 :meth:`QuantizedLayer.from_float` builds one from a trained float layer's weights (the thesis' "PTQ" mode:
 quantization switched on for a pretrained model, which then keeps training).
@@ -36,7 +44,8 @@ class QuantizedLayer(keras.layers.Layer):
     """Base of host layers: parameters registered with :meth:`add_quantized_weight` are quantized in ``call``.
 
     Common arguments: ``granularity`` (of the main weight; biases always use ``scalar``), ``threshold`` (λ),
-    ``scale_init``, ``scale_min``, ``rounding`` — passed to every nested quantizer of the layer.
+    ``scale_init``, ``scale_min``, ``rounding`` — passed to every nested quantizer of the layer; ``quantizer``:
+    ``"nested"`` (default) or a comparator spec (module docstring).
     """
 
     def __init__(
@@ -47,9 +56,13 @@ class QuantizedLayer(keras.layers.Layer):
         scale_min: float = DEFAULT_SCALE,
         rounding: str = "floor",
         loss_terms: Optional[dict] = None,
+        quantizer="nested",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        from lqs_core.comparators import normalize_spec
+
+        self.quantizer = normalize_spec(quantizer)
         self.granularity = granularity
         self.threshold = threshold
         self.scale_init = scale_init
@@ -61,8 +74,13 @@ class QuantizedLayer(keras.layers.Layer):
         # Validate eagerly so a bad argument fails at construction, not at build.
         self.make_quantizer(granularity, name="_probe")
 
-    def make_quantizer(self, granularity: str, name: Optional[str] = None) -> NestedQuantizer:
-        """A nested quantizer with this layer's threshold, scale and rounding settings."""
+    def make_quantizer(self, granularity: str, name: Optional[str] = None) -> keras.layers.Layer:
+        """A nested quantizer with this layer's threshold, scale and rounding settings, or the comparator
+        quantizer of ``self.quantizer`` with ``granularity``."""
+        if self.quantizer != "nested":
+            from lqs_core.comparators import make_quantizer
+
+            return make_quantizer(self.quantizer, granularity, name=name)
         return NestedQuantizer(
             granularity=granularity,
             threshold=self.threshold,
@@ -83,6 +101,8 @@ class QuantizedLayer(keras.layers.Layer):
         )
         quantizer.build(tuple(shape))
         quantizer.loss_terms = self.loss_terms.get(name, [])
+        if hasattr(quantizer, "calibrate"):
+            quantizer.calibrate(variable)
         self._quantized[name] = (variable, quantizer)
         return variable
 
@@ -104,6 +124,7 @@ class QuantizedLayer(keras.layers.Layer):
             scale_min=self.scale_min,
             rounding=self.rounding,
             loss_terms=self.loss_terms,
+            quantizer=self.quantizer if isinstance(self.quantizer, str) else dict(self.quantizer),
         )
         return config
 
@@ -135,7 +156,8 @@ class QuantizedLayer(keras.layers.Layer):
             raise ValueError(f"from_float: {cls.__name__} needs a float layer with {', '.join(missing)} in its config.")
 
     def load_float_weights(self, float_weights):
-        """Copy ``[kernel, bias]`` of a float layer into this layer's float parameters (scales are untouched)."""
+        """Copy ``[kernel, bias]`` of a float layer into this layer's float parameters (nested scales are
+        untouched; comparator quantizers with ``calibrate`` are re-calibrated on the new weights)."""
         params = self.quantized_params()
         if len(float_weights) != len(params):
             raise ValueError(
@@ -146,6 +168,9 @@ class QuantizedLayer(keras.layers.Layer):
             if tuple(variable.shape) != tuple(value.shape):
                 raise ValueError(f"{self.name}/{name}: shape {tuple(value.shape)} does not match {tuple(variable.shape)}.")
             variable.assign(value)
+        for _, variable, quantizer in params:
+            if hasattr(quantizer, "calibrate"):
+                quantizer.calibrate(variable)
 
 
 @keras.saving.register_keras_serializable(package="lqs")

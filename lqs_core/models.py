@@ -11,6 +11,8 @@ Every builder takes the same quantization arguments and returns an **uncompiled*
   weights transfer by name (:func:`transfer_float_weights`, the thesis' "PTQ" start).
 * ``granularity`` / ``threshold`` (λ) / ``scale_init`` / ``scale_min`` / ``rounding`` go to every nested quantizer.
   ``channelwise`` is defined only for Conv2D kernels: a network with quantized Dense layers raises ``ValueError``.
+* ``quantizer``: ``"nested"`` (default) or a comparator spec such as ``{"method": "lsq", "bits": 4}`` for every
+  quantized host (:mod:`lqs_core.comparators`; the comparator uses ``granularity`` for its scale).
 * ``seed``: with an integer, every initializer gets its own fixed seed (``seed + k`` for the k-th one, so two
   layers of the same shape do not start identical) and the quantized model and its float twin start from the
   **same** weights. With ``None`` the initializers draw from Keras' global seed (``keras.utils.set_random_seed``).
@@ -54,7 +56,7 @@ RESNET_L2 = 1e-4
 class _Factory:
     """Creates the layers of one network: quantized hosts or their float twins, with per-layer seeds."""
 
-    def __init__(self, quantized, granularity, threshold, scale_init, scale_min, rounding, seed):
+    def __init__(self, quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer="nested"):
         self.quantized = bool(quantized)
         self.seed = None if seed is None else int(seed)
         self._counter = 0
@@ -65,6 +67,7 @@ class _Factory:
             scale_init=scale_init,
             scale_min=scale_min,
             rounding=rounding,
+            quantizer=quantizer,
         )
         if self.quantized:
             # Validate the quantization arguments once, up front, with the layer's own messages.
@@ -131,10 +134,10 @@ def _check_dense_granularity(granularity: str, network: str):
 
 
 def _mlp(name, hidden, input_shape, num_classes, quantized, granularity, threshold, scale_init, scale_min, rounding,
-         seed):
+         seed, quantizer="nested"):
     if quantized:
         _check_dense_granularity(granularity, name)
-    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed)
+    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = keras.layers.Flatten(name="flatten")(inputs)
     x = f.dense(hidden, name="dense_1")(x)
@@ -155,13 +158,14 @@ def digits_mlp(
     num_classes: int = 10,
     hidden: int = 64,
     rounding: str = "floor",
+    quantizer="nested",
 ) -> keras.Model:
     """The embedded-dataset network: Flatten → QDense(``hidden``=64) → ReLU → QDense(10) → softmax.
 
     For scikit-learn's 8×8 digits (raw values 0–16); learns to > 90 % validation accuracy in a few seconds.
     """
     return _mlp("digits_mlp", hidden, input_shape, num_classes, quantized, granularity, threshold, scale_init,
-                scale_min, rounding, seed)
+                scale_min, rounding, seed, quantizer)
 
 
 def mnist_mlp(
@@ -175,10 +179,11 @@ def mnist_mlp(
     num_classes: int = 10,
     hidden: int = 128,
     rounding: str = "floor",
+    quantizer="nested",
 ) -> keras.Model:
     """MNIST (SPEC §4): Flatten → QDense(128) → ReLU → QDense(10) → softmax."""
     return _mlp("mnist_mlp", hidden, input_shape, num_classes, quantized, granularity, threshold, scale_init,
-                scale_min, rounding, seed)
+                scale_min, rounding, seed, quantizer)
 
 
 def cifar10_cnn(
@@ -191,6 +196,7 @@ def cifar10_cnn(
     input_shape=(32, 32, 3),
     num_classes: int = 10,
     rounding: str = "floor",
+    quantizer="nested",
 ) -> keras.Model:
     """CIFAR-10 (SPEC §4): six quantized 3×3 convolutions in three blocks, a float Dense head.
 
@@ -198,7 +204,7 @@ def cifar10_cnn(
     MaxPool 2 → Dropout``; then Flatten → ``dense_1`` (128, ReLU, not quantized) → BN → Dropout 0.5 → ``dense_2``
     (10, softmax, not quantized).
     """
-    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed)
+    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = inputs
     for block, (filters, rate) in enumerate(((32, 0.2), (64, 0.3), (128, 0.4)), start=1):
@@ -226,6 +232,7 @@ def imagenette_resnet(
     input_shape=(224, 224, 3),
     num_classes: int = 10,
     rounding: str = "floor",
+    quantizer="nested",
 ) -> keras.Model:
     """Imagenette (SPEC §4): a ResNet-18-like network with twenty quantized convolutions.
 
@@ -236,7 +243,7 @@ def imagenette_resnet(
     ReLU. Block convolutions carry L2(1e-4) on kernel and bias. Head: Dropout 0.3 → GAP → Dropout 0.3 →
     ``dense`` (10, softmax, not quantized). Any ``input_shape`` works (tests build it at 32×32).
     """
-    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed)
+    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = f.conv(64, 7, strides=2, name="stem_conv")(inputs)
     x = keras.layers.BatchNormalization(name="stem_bn")(x)

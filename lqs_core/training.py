@@ -15,7 +15,30 @@ Schemes:
 * ``"loss_terms"`` — the same layers with λ = 0 (no scale gradient from the task loss) and the scales trained by
   the loss ``terms`` ``{name: γ}`` (SPEC §2; ``maxbin``, ``inverse``, ``difference``, ``reconstruction``;
   several terms are combined, each with its own γ). ``threshold`` is forced to 0 for this scheme;
-* ``"float"`` — the float twin of the network (plain Dense/Conv2D), the baseline.
+* ``"float"`` — the float twin of the network (plain Dense/Conv2D), the baseline;
+* ``"ptq_eval"`` — post-training quantization only (SPEC §5, survey §4.2): the float baseline in ``float_weights``
+  is copied into the quantized twin with min-max ``bits``-bit fixed quantizers (per ``granularity``: ``scalar`` =
+  per tensor, ``outputwise`` = per output channel) and evaluated, with no training (``epochs`` is not used).
+
+Methods (``method``; SPEC §5, :mod:`lqs_core.comparators`) — which quantizer the hosts use, trained with the task
+loss (scheme ``"nested"``, the default; ``threshold`` must stay 0 for a comparator):
+
+* ``"nested"`` (default) — the thesis' nested quantizer (the schemes above);
+* ``"fixed"`` — fixed-bit QAT: uniform symmetric ``bits``-bit quantizer, min-max scale, STE;
+* ``"lsq"`` — learned step size quantization with ``bits`` bits;
+* ``"cgmq"`` — gate variables -> bit widths in {2, 4, 8, 16, 32} under the relative weights-only BOP ``budget``
+  (``[1/16, 1]``); ``method_options``: ``gates`` (``"layer"`` / ``"weight"``), ``direction`` (1, 2, 3),
+  ``gate_lr``, ``gate_init``. The constraint is checked at every epoch end and enforced at the end of training;
+  the report adds ``relative_bops``, ``bops``, ``budget``, ``enforced_rounds``;
+* ``"layer_importance"`` — fixed-bit QAT at ``bits`` for ``epochs``, then Algorithm 2's imprinting-based bit
+  selection (per-layer bits down to ``method_options["min_bits"]``, default 2; ``budget``: optional target mean
+  bits per layer), then ``method_options["finetune_epochs"]`` (default 0) epochs at the chosen bits; the report
+  adds ``layer_bits``, ``mean_layer_bits`` and ``qat_val_accuracy`` (before the selection), and its
+  ``val_accuracy`` / ``val_loss`` are of the final model.
+
+Every quantized run's report also has ``relative_bops`` and ``mean_weight_bits``
+(:func:`lqs_core.comparators.cgmq.bop_cost`: weights-only BOPs relative to all-32-bit weights; bits per weight from
+the quantizer — the nested scheme's from each tensor's fixed-width integer range).
 
 Modes: ``"qat"`` trains from the random initialization; ``"ptq"`` (the thesis' name) starts from a trained float
 baseline: ``float_weights`` (a run directory holding ``model.keras``, a ``.keras`` file or a ``.weights.h5`` file
@@ -74,8 +97,14 @@ from lqs_core.granularity import GRANULARITIES
 from lqs_core.quantizers import DEFAULT_SCALE
 
 DATASETS = ("digits", "mnist", "cifar10", "imagenette")
-SCHEMES = ("nested", "loss_terms", "float")
+SCHEMES = ("nested", "loss_terms", "float", "ptq_eval")
 MODES = ("qat", "ptq")
+#: Quantization methods (SPEC §5): the nested layer and the comparators of :mod:`lqs_core.comparators`.
+METHODS = ("nested", "fixed", "lsq", "cgmq", "layer_importance")
+#: Methods that take ``bits`` (2..8): fixed-bit QAT, LSQ, the start of the layer-importance search (and ptq_eval).
+BITS_METHODS = ("fixed", "lsq", "layer_importance")
+#: ``method_options`` of the layer-importance method and their defaults.
+LAYER_IMPORTANCE_OPTIONS = {"min_bits": 2, "finetune_epochs": 0, "imprint_samples": 1024}
 TERM_NAMES = ("maxbin", "inverse", "difference", "reconstruction")
 #: Datasets whose network quantizes Dense layers (``channelwise`` is not defined there).
 DENSE_DATASETS = ("digits", "mnist")
@@ -161,6 +190,14 @@ class RunConfig:
             determinism is on, so such a run does not switch determinism on and is not bit-reproducible; and in a
             process where an earlier run switched it on, Keras warns and runs without XLA.
         tensorboard_dir: write TensorBoard logs to ``<tensorboard_dir>/<run_id>``; ``None``: no TensorBoard.
+        method: ``nested`` (default) | ``fixed`` | ``lsq`` | ``cgmq`` | ``layer_importance`` (module docstring);
+            a comparator needs scheme ``nested`` (set to ``fixed`` automatically for scheme ``ptq_eval``).
+        bits: 2..8, required by ``fixed``, ``lsq``, ``layer_importance`` (start bits) and scheme ``ptq_eval``;
+            not allowed otherwise.
+        budget: ``cgmq``: the relative weights-only BOP bound, required, ``>= 1/16``; ``layer_importance``:
+            optional target mean bits per layer (``min_bits <= budget <= bits``); not allowed otherwise.
+        method_options: ``cgmq``: ``gates``, ``direction``, ``gate_lr``, ``gate_init``; ``layer_importance``:
+            ``min_bits``, ``finetune_epochs``, ``imprint_samples``; defaults filled in; none for other methods.
     """
 
     dataset: str
@@ -183,6 +220,10 @@ class RunConfig:
     data_dir: Optional[str] = None
     jit_compile: bool = False
     tensorboard_dir: Optional[str] = None
+    method: str = "nested"
+    bits: Optional[int] = None
+    budget: Optional[float] = None
+    method_options: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -221,6 +262,8 @@ class RunConfig:
             raise ValueError(f"terms: only scheme 'loss_terms' uses loss terms, got terms={self.terms} with "
                              f"scheme {self.scheme!r}.")
 
+        self._check_method()
+
         if self.mode == "ptq":
             if self.scheme == "float":
                 raise ValueError("mode: 'ptq' starts a quantized model from float weights; scheme 'float' needs 'qat'.")
@@ -255,6 +298,81 @@ class RunConfig:
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, os.fspath(value))
+
+    def _check_method(self):
+        """``method``, ``bits``, ``budget``, ``method_options`` (see the class docstring)."""
+        from lqs_core.comparators import check_bits
+        from lqs_core.comparators.cgmq import CGMQQuantizer, check_budget
+
+        if self.method not in METHODS:
+            raise ValueError(f"method: unknown value {self.method!r}; allowed: {_allowed(METHODS)}.")
+        if self.scheme == "ptq_eval":
+            if self.method == "nested":
+                self.method = "fixed"
+            if self.method != "fixed":
+                raise ValueError(f"method: scheme 'ptq_eval' uses min-max fixed-bit quantizers (method 'fixed'), got "
+                                 f"{self.method!r}.")
+            if not self.float_weights:
+                raise ValueError("float_weights: scheme 'ptq_eval' needs the path of the float baseline.")
+            self.mode = "ptq"
+        elif self.method != "nested" and self.scheme != "nested":
+            raise ValueError(f"method: {self.method!r} is trained with the task loss (scheme 'nested', the default), "
+                             f"not with scheme {self.scheme!r}.")
+        if self.method != "nested" and self.threshold != 0:
+            raise ValueError(f"threshold: λ applies to method 'nested' only, got threshold={self.threshold!r} with "
+                             f"method {self.method!r}.")
+
+        if self.method in BITS_METHODS:
+            if self.bits is None:
+                raise ValueError(f"bits: method {self.method!r} needs bits (an integer in 2..8).")
+            self.bits = check_bits(self.bits, "bits")
+        elif self.bits is not None:
+            raise ValueError(f"bits: only methods {_allowed(BITS_METHODS)} (and scheme 'ptq_eval') use bits, not "
+                             f"{self.method!r}.")
+
+        options = self.method_options if self.method_options is not None else {}
+        if not isinstance(options, dict):
+            raise ValueError(f"method_options must be a dict, got {options!r}.")
+        if self.method == "cgmq":
+            try:
+                options = CGMQQuantizer.validate_options(dict(options))
+            except ValueError as e:
+                raise ValueError(f"method_options: {e}") from None
+        elif self.method == "layer_importance":
+            unknown = sorted(set(options) - set(LAYER_IMPORTANCE_OPTIONS))
+            if unknown:
+                raise ValueError(f"method_options: unknown option(s) {unknown} for 'layer_importance'; allowed: "
+                                 f"{', '.join(LAYER_IMPORTANCE_OPTIONS)}.")
+            options = {**LAYER_IMPORTANCE_OPTIONS, **options}
+            options["min_bits"] = check_bits(options["min_bits"], "method_options['min_bits']", high=self.bits)
+            options["finetune_epochs"] = _integer("method_options['finetune_epochs']", options["finetune_epochs"],
+                                                  minimum=0)
+            options["imprint_samples"] = _integer("method_options['imprint_samples']", options["imprint_samples"],
+                                                  minimum=1)
+        elif options:
+            raise ValueError(f"method_options: method {self.method!r} takes no options, got {options!r}.")
+        self.method_options = options
+
+        if self.method == "cgmq":
+            if self.budget is None:
+                raise ValueError("budget: method 'cgmq' needs a relative BOP budget (>= 1/16 = every weight at 2 bits).")
+            self.budget = check_budget(self.budget)
+        elif self.method == "layer_importance" and self.budget is not None:
+            self.budget = _number("budget (target mean bits)", self.budget, positive=True)
+            if not options["min_bits"] <= self.budget <= self.bits:
+                raise ValueError(f"budget (target mean bits) must be in {options['min_bits']}..{self.bits}, got "
+                                 f"{self.budget!r}.")
+        elif self.budget is not None:
+            raise ValueError(f"budget: only methods 'cgmq' and 'layer_importance' use a budget, not {self.method!r}.")
+
+    @property
+    def quantizer_spec(self):
+        """The host layers' ``quantizer`` argument for this run: ``"nested"`` or a comparator spec."""
+        if self.method == "nested":
+            return "nested"
+        if self.method == "cgmq":
+            return {"method": "cgmq", **self.method_options}
+        return {"method": "lsq" if self.method == "lsq" else "fixed", "bits": self.bits}
 
     @staticmethod
     def _check_schedule(schedule) -> List[List[float]]:
@@ -293,6 +411,7 @@ class RunConfig:
         d = dataclasses.asdict(self)
         d["terms"] = dict(self.terms)
         d["lr_schedule"] = [list(p) for p in self.lr_schedule]
+        d["method_options"] = dict(self.method_options)
         return d
 
     def replace(self, **changes) -> "RunConfig":
@@ -321,21 +440,21 @@ def _fmt(value) -> str:
 def run_id(config: RunConfig) -> str:
     """A stable, readable, filesystem-safe id of a run, e.g. ``digits-nested-rowwise-lam1e-10-qat-s42``.
 
-    Parts: dataset, scheme, then for quantized schemes the granularity and ``lam<λ>`` (nested) or
-    ``<term><γ>`` per term (loss terms, sorted by name, joined by ``+``), the mode, ``s<seed>``; then only where
+    Parts: dataset, scheme (the method instead for a comparator, e.g. ``digits-lsq-outputwise-b4-qat-s42``;
+    ``ptq_eval`` runs: ``digits-ptq_eval-scalar-b4-s42``), then for quantized schemes the granularity and
+    ``lam<λ>`` (nested) or ``<term><γ>`` per term (loss terms, sorted by name, joined by ``+``) or the method's knobs
+    (:func:`_method_knobs`), the mode (not for ``ptq_eval``), ``s<seed>``; then only where
     they differ from the dataset defaults: ``e<epochs>``, ``bs<batch>``, ``lr<lr>``, ``sched<e>x<f>...``,
     ``n<max_train>``, ``v<max_val>``, ``px<image_size>``, ``si<scale_init>``, ``sm<scale_min>``. Paths
     (data, float weights, TensorBoard) and ``jit_compile`` are not part of it.
     """
     c = config
-    parts = [c.dataset, c.scheme]
+    parts = [c.dataset, c.scheme if c.method == "nested" or c.scheme == "ptq_eval" else c.method]
     if c.quantized:
         parts.append(c.granularity)
-        if c.scheme == "nested":
-            parts.append(f"lam{_fmt(c.threshold)}")
-        else:
-            parts.append("+".join(f"{name}{_fmt(g)}" for name, g in sorted(c.terms.items())))
-        parts.append(c.mode)
+        parts.extend(_method_knobs(c))
+        if c.scheme != "ptq_eval":
+            parts.append(c.mode)
     parts.append(f"s{c.seed}")
     d = DATASET_DEFAULTS[c.dataset]
     if c.epochs != d["epochs"]:
@@ -359,10 +478,50 @@ def run_id(config: RunConfig) -> str:
     return re.sub(r"[^A-Za-z0-9._+-]", "_", "-".join(parts))
 
 
+def _method_knobs(c: RunConfig) -> List[str]:
+    """The run-id parts of the swept knob: ``lam<λ>`` / ``<term><γ>`` (nested method), ``b<bits>`` (fixed, lsq,
+    ptq_eval, layer_importance; ``avg<budget>`` for a target mean), ``bud<budget>`` (cgmq), then the non-default
+    method options (cgmq: ``gweight``, ``dir<k>``, ``glr<lr>``, ``gi<init>``; layer_importance: ``min<b>``,
+    ``ft<epochs>``, ``imp<n>``)."""
+    from lqs_core.comparators.cgmq import DEFAULT_GATE_LR, GATE_INIT
+
+    if c.scheme == "ptq_eval":
+        return [f"b{c.bits}"]
+    if c.method == "nested":
+        if c.scheme == "nested":
+            return [f"lam{_fmt(c.threshold)}"]
+        return ["+".join(f"{name}{_fmt(g)}" for name, g in sorted(c.terms.items()))]
+    o = c.method_options
+    if c.method == "cgmq":
+        parts = [f"bud{_fmt(c.budget)}"]
+        if o["gates"] != "layer":
+            parts.append(f"g{o['gates']}")
+        if o["direction"] != 1:
+            parts.append(f"dir{o['direction']}")
+        if o["gate_lr"] != DEFAULT_GATE_LR[o["direction"]]:
+            parts.append(f"glr{_fmt(o['gate_lr'])}")
+        if o["gate_init"] != GATE_INIT:
+            parts.append(f"gi{_fmt(o['gate_init'])}")
+        return parts
+    parts = [f"b{c.bits}"]
+    if c.method == "layer_importance":
+        if c.budget is not None:
+            parts.append(f"avg{_fmt(c.budget)}")
+        for key, tag in (("min_bits", "min"), ("finetune_epochs", "ft"), ("imprint_samples", "imp")):
+            if o[key] != LAYER_IMPORTANCE_OPTIONS[key]:
+                parts.append(f"{tag}{o[key]}")
+    return parts
+
+
 def _describe(config: RunConfig) -> str:
     c = config
     if not c.quantized:
         return f"{c.dataset} float seed={c.seed}"
+    if c.scheme == "ptq_eval":
+        return f"{c.dataset} ptq_eval {c.granularity} bits={c.bits} seed={c.seed}"
+    if c.method != "nested":
+        knob = " ".join(_method_knobs(c))
+        return f"{c.dataset} {c.method} {c.granularity} {knob} {c.mode} seed={c.seed}"
     if c.scheme == "nested":
         knob = f"λ={_fmt(c.threshold)}"
     else:
@@ -525,8 +684,11 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
             threshold=config.threshold,
             scale_init=config.scale_init,
             scale_min=config.scale_min,
+            quantizer=config.quantizer_spec,
         )
     model = models.build(config.dataset, quantized=config.quantized, **build_kwargs)
+    if config.scheme == "ptq_eval":
+        return _ptq_eval(config, model, splits, out_dir)
 
     if config.mode == "ptq":
         float_model = load_float_model(config.float_weights, config, splits.input_shape, splits.num_classes)
@@ -548,7 +710,13 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
     )
 
     recorder = EpochRecorder(config, config.quantized, verbose=verbose)
+    constraint = None
     all_callbacks = [recorder]
+    if config.method == "cgmq":
+        from lqs_core.comparators import CGMQConstraint
+
+        constraint = CGMQConstraint(config.budget)
+        all_callbacks.insert(0, constraint)  # before the recorder: it adds relative_bops to the epoch logs
     if config.lr_schedule:
         all_callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: config.lr_at(epoch)))
     if config.tensorboard_dir:
@@ -564,6 +732,17 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
         shuffle=False,  # the training pipeline is already shuffled (seeded) by lqs_core.data
         verbose=2 if verbose >= 2 else 0,
     )
+    extra: Dict[str, Any] = {}
+    final_eval = None
+    if config.method == "layer_importance":
+        final_eval = _select_layer_bits(config, model, splits, all_callbacks, extra, verbose)
+    if constraint is not None:
+        from lqs_core.comparators import assert_budget
+
+        cost = assert_budget(model, config.budget)  # the callback enforced it at the end of training
+        extra.update(budget=config.budget, bops=cost["bops"], enforced_rounds=int(constraint.enforced_rounds))
+        if constraint.enforced_rounds:  # the gates moved after the last epoch: evaluate the final model
+            final_eval = model.evaluate(splits.val, verbose=0)
     seconds = time.perf_counter() - start
 
     history = recorder.history()
@@ -572,6 +751,7 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
     summary = None
     if config.quantized:
         report.update(metrics.report(model))
+        report.update(_bop_report(model))
         summary = metrics.summary(model)
     else:
         report.update(float_report(model))
@@ -587,7 +767,83 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
             "n_val": int(splits.n_val),
         }
     )
+    if final_eval is not None:
+        report["val_loss"], report["val_accuracy"] = float(final_eval[0]), float(final_eval[1])
+    report.update(extra)
     result = RunResult(config=config, model=model, history=history, report=report, summary=summary)
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
+
+
+def _bop_report(model) -> dict:
+    """``relative_bops`` and ``mean_weight_bits`` of a quantized model (:func:`lqs_core.comparators.cgmq.bop_cost`)."""
+    from lqs_core.comparators import cgmq_cost
+
+    cost = cgmq_cost(model)
+    return {"relative_bops": cost["relative_bops"], "mean_weight_bits": cost["mean_bits"]}
+
+
+def _collect(dataset, n: int):
+    """Up to ``n`` examples ``(x, y)`` (numpy) from a batched ``tf.data`` pipeline."""
+    xs, ys, have = [], [], 0
+    for x, y in dataset:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+        have += len(ys[-1])
+        if have >= n:
+            break
+    return np.concatenate(xs)[:n], np.concatenate(ys)[:n]
+
+
+def _select_layer_bits(config: RunConfig, model, splits, callbacks, extra: dict, verbose: int):
+    """Method ``layer_importance`` after the fixed-bit QAT epochs: Algorithm 2 on ``imprint_samples`` training
+    examples (target mean bits = ``budget``), then ``finetune_epochs`` more epochs at the chosen bits; returns
+    Keras' ``[val_loss, val_accuracy]`` of the final model and fills ``extra``."""
+    from lqs_core.comparators import select_bits
+
+    o = config.method_options
+    qat_eval = model.evaluate(splits.val, verbose=0)
+    x, y = _collect(splits.train, o["imprint_samples"])
+    selection = select_bits(model, x, y, min_bits=o["min_bits"], target_mean_bits=config.budget,
+                            num_classes=splits.num_classes)
+    if verbose > 0:
+        print(f"[{_describe(config)}] layer bits {selection.bits} (mean {selection.mean_bits:g}, imprinting "
+              f"accuracy {100 * selection.accuracy:.2f}%)", flush=True)
+    if o["finetune_epochs"]:
+        model.fit(splits.train, validation_data=splits.val, initial_epoch=config.epochs,
+                  epochs=config.epochs + o["finetune_epochs"], callbacks=callbacks, shuffle=False,
+                  verbose=2 if verbose >= 2 else 0)
+    extra.update(layer_bits=dict(selection.bits), mean_layer_bits=float(selection.mean_bits),
+                 imprint_accuracy=float(selection.accuracy), qat_val_accuracy=float(qat_eval[1]))
+    return model.evaluate(splits.val, verbose=0)
+
+
+def _ptq_eval(config: RunConfig, model, splits, out_dir) -> "RunResult":
+    """Scheme ``ptq_eval``: copy the float baseline into the fixed-bit twin ``model`` (min-max scales, the same as
+    :func:`lqs_core.comparators.ptq_quantize` on the network's quantized layers), evaluate, no training."""
+    from lqs_core import metrics, models
+    from lqs_core.layers import quantized_params
+
+    float_model = load_float_model(config.float_weights, config, splits.input_shape, splits.num_classes)
+    if quantized_params(float_model):
+        raise ValueError(f"float_weights: {config.float_weights} holds a quantized model; ptq_eval needs the float "
+                         "baseline (a run with scheme 'float').")
+    models.transfer_float_weights(float_model, model)
+    del float_model
+    model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=config.jit_compile)
+    start = time.perf_counter()
+    val_loss, val_accuracy = model.evaluate(splits.val, verbose=0)
+    seconds = time.perf_counter() - start
+    nan = float("nan")
+    history = pd.DataFrame([{"epoch": 0, "loss": nan, "accuracy": nan, "val_loss": float(val_loss),
+                             "val_accuracy": float(val_accuracy), "lr": nan, "epoch_seconds": seconds,
+                             **metrics.epoch_stats(model)}])
+    report: Dict[str, Any] = dict(metrics.report(model))
+    report.update(_bop_report(model))
+    report.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), accuracy=nan, loss=nan, epochs=0,
+                  train_seconds=0.0, n_train=int(splits.n_train), n_val=int(splits.n_val))
+    result = RunResult(config=config, model=model, history=history, report=report, summary=metrics.summary(model))
     if out_dir is not None:
         result.save(out_dir)
     return result
@@ -803,9 +1059,12 @@ def load_result(out_dir, load_model: bool = True) -> RunResult:
 
 
 __all__ = [
+    "BITS_METHODS",
     "DATASETS",
     "DATASET_DEFAULTS",
     "EpochRecorder",
+    "LAYER_IMPORTANCE_OPTIONS",
+    "METHODS",
     "MODES",
     "RunConfig",
     "RunResult",

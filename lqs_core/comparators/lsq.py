@@ -1,0 +1,142 @@
+"""LSQ — learned step size quantization (Esser et al. 2020), signed b-bit weights.
+
+With ``Q_N = 2^(b-1)``, ``Q_P = 2^(b-1) - 1`` and a learned step ``s > 0`` (one per scale element)::
+
+    v_hat = round(clip(v / s, -Q_N, Q_P)) * s                 # forward; integers round(clip(v / s, -Q_N, Q_P))
+
+    d v_hat / d v = 1                 if -Q_N < v/s < Q_P     # STE inside the range
+                    0                 otherwise                # (per the paper: no gradient where v is clipped)
+
+    d v_hat / d s = -v/s + round(v/s) if -Q_N < v/s < Q_P
+                    -Q_N              if v/s <= -Q_N
+                    Q_P               if v/s >= Q_P
+
+    dL/ds_k = g * Σ_{i in slice k} dy_i * (d v_hat_i / d s)   # gradient scale g = 1 / sqrt(N * Q_P)
+
+``N`` is the number of elements that share the step: per tensor (``granularity="scalar"``) ``N = numel(P)``; per
+output channel (``"outputwise"``) ``N = numel(P) / out_channels`` (e.g. ``kh*kw*cin`` for a Conv2D kernel, ``in``
+for a Dense kernel); in general ``N = numel(P) / numel(s)`` (:attr:`LSQQuantizer.slice_size`).
+
+Initialization (the paper's): ``s0 = 2 * mean(|v|) / sqrt(Q_P)`` over each scale element's slice, computed from the
+weights by :meth:`LSQQuantizer.calibrate`. The host layer calls it right after creating the weights and again after
+loading float weights into them (:meth:`lqs_core.layers.QuantizedLayer.load_float_weights`, the "PTQ" start); a
+quantizer used on its own initializes at its first eager call. ``s`` is kept ``>= scale_min`` (a constraint).
+``round`` is round-half-to-even (TensorFlow's ``round``, as NumPy's).
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+from lqs_core.comparators import check_bits, qrange
+from lqs_core.comparators.base import ComparatorQuantizer
+from lqs_core.granularity import scale_shape
+from lqs_core.quantizers import EPSILON, ScaleMin
+
+
+def lsq_grad_scale(n: int, bits: int) -> float:
+    """``g = 1 / sqrt(N * Q_P)``."""
+    _, q_p = qrange(bits)
+    return 1.0 / math.sqrt(int(n) * q_p)
+
+
+def lsq_init_scale(v, bits: int, axes, scale_min: float = EPSILON):
+    """``s0 = 2 * mean(|v|) / sqrt(Q_P)`` over ``axes`` (keepdims), at least ``scale_min``."""
+    v = tf.convert_to_tensor(v)
+    _, q_p = qrange(bits)
+    s0 = 2.0 * tf.reduce_mean(tf.abs(v), axis=axes, keepdims=True) / math.sqrt(q_p)
+    return tf.maximum(s0, tf.cast(scale_min, v.dtype))
+
+
+def lsq_quantize(v, s, bits: int, axes, grad_scale: float):
+    """``v_hat = round(clip(v/s, -Q_N, Q_P)) * s`` with LSQ's gradients (module docstring); ``axes`` are the axes
+    of ``v`` one element of ``s`` spans, ``grad_scale`` is ``g``."""
+    q_n, q_p = qrange(bits)
+
+    @tf.custom_gradient
+    def _quantize(v, s):
+        x = v / s
+        q = tf.round(tf.clip_by_value(x, -float(q_n), float(q_p)))
+
+        def grad(dy):
+            below = x <= -q_n
+            above = x >= q_p
+            inside = tf.logical_not(tf.logical_or(below, above))
+            dv = tf.where(inside, dy, tf.zeros_like(dy))
+            dvds = tf.where(below, -float(q_n) * tf.ones_like(x), tf.where(above, float(q_p) * tf.ones_like(x),
+                                                                           tf.round(x) - x))
+            ds = tf.cast(grad_scale, dy.dtype) * tf.reduce_sum(dy * dvds, axis=axes, keepdims=True)
+            return dv, tf.reshape(ds, tf.shape(s))
+
+        return q * s, grad
+
+    return _quantize(tf.convert_to_tensor(v), tf.convert_to_tensor(s))
+
+
+@keras.saving.register_keras_serializable(package="lqs")
+class LSQQuantizer(ComparatorQuantizer):
+    """Learned-step-size quantizer (module docstring): one trainable variable, the step ``scale``.
+
+    Args:
+        bits: 2..8.
+        granularity: which axis keeps its own step (``scalar`` = per tensor, ``outputwise`` = per output channel,
+            any name of :mod:`lqs_core.granularity`).
+        axis: explicit axis; overrides ``granularity``.
+        scale_min: lower bound of the step (default float32 eps).
+    """
+
+    OPTIONS = {"bits": 8}
+
+    def __init__(self, bits: int = 8, granularity: str = "scalar", axis=None, scale_min: float = EPSILON, **kwargs):
+        super().__init__(granularity=granularity, axis=axis, **kwargs)
+        self.bits = check_bits(bits)
+        self.scale_min = float(scale_min)
+        if not self.scale_min > 0:
+            raise ValueError(f"scale_min must be > 0, got {scale_min!r}.")
+        self._initialized = False
+
+    @classmethod
+    def _check_options(cls, options):
+        return {"bits": check_bits(options["bits"])}
+
+    def build(self, input_shape):
+        shape = self._build_axes(input_shape)
+        self.scale = self.add_weight(
+            name="scale",
+            shape=scale_shape(shape, self.granularity, self.axis),
+            initializer="ones",
+            constraint=ScaleMin(self.scale_min),
+            trainable=True,
+        )
+
+    @property
+    def grad_scale(self) -> float:
+        """``g = 1 / sqrt(N * Q_P)`` with ``N`` = :attr:`slice_size`."""
+        return lsq_grad_scale(self.slice_size, self.bits)
+
+    def calibrate(self, inputs):
+        """``scale <- 2 * mean(|v|) / sqrt(Q_P)`` per slice (the paper's initialization)."""
+        self.scale.assign(lsq_init_scale(inputs, self.bits, self.slice_axes, self.scale_min))
+        self._initialized = True
+
+    def call(self, inputs):
+        if not self._initialized and tf.executing_eagerly():
+            self.calibrate(inputs)
+        return lsq_quantize(inputs, self.scale, self.bits, self.slice_axes, self.grad_scale)
+
+    def integers(self, inputs):
+        """``round(clip(v / s, -Q_N, Q_P))`` (as floats) with the learned step."""
+        q_n, q_p = qrange(self.bits)
+        x = tf.convert_to_tensor(inputs) / tf.convert_to_tensor(self.scale)
+        return tf.round(tf.clip_by_value(x, -float(q_n), float(q_p)))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(bits=self.bits, scale_min=self.scale_min)
+        return config
+
+
+__all__ = ["LSQQuantizer", "lsq_grad_scale", "lsq_init_scale", "lsq_quantize"]
