@@ -1,0 +1,538 @@
+"""Workflow configuration: schema validation with clear messages, sweep expansion, results table, figures.
+
+Fast unit tests of lqs_core.workflow (no training); one test runs `snakemake -n` on bad configs.
+"""
+
+import copy
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from lqs_core import workflow as wf
+
+REPO = Path(__file__).resolve().parent.parent
+PROFILES = ["smoke", "demo", "quick", "thesis"]
+
+
+def load(name):
+    with open(REPO / "config" / f"{name}.yaml", encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def smoke():
+    return load("smoke")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Validation
+
+
+@pytest.mark.parametrize("name", PROFILES)
+def test_shipped_configs_are_valid(name):
+    config = wf.validate_config(load(name))
+    assert config["name"] == name
+    assert wf.expand_runs(config)
+
+
+def bad(mutate):
+    config = smoke()
+    mutate(config)
+    with pytest.raises(wf.ConfigError) as info:
+        wf.validate_config(config)
+    return str(info.value)
+
+
+def test_unknown_dataset_is_named():
+    msg = bad(lambda c: c["datasets"].update(mnistt=c["datasets"]["digits"]))
+    assert "datasets: unknown key 'mnistt'" in msg
+    assert "digits, imagenette, mnist" in msg.replace("cifar10, ", "")
+
+
+def test_negative_threshold_is_named():
+    msg = bad(lambda c: c["datasets"]["digits"]["nested"].update(thresholds=[0, -1e-10]))
+    assert "datasets.digits.nested.thresholds[1]" in msg and "-1e-10" in msg and ">= 0" in msg
+
+
+def test_negative_gamma_is_named():
+    msg = bad(lambda c: c["datasets"]["digits"]["loss_terms"]["terms"].update(maxbin=[-1.0]))
+    assert "datasets.digits.loss_terms.terms.maxbin[0]" in msg and ">= 0" in msg
+
+
+def test_unknown_granularity_is_named():
+    msg = bad(lambda c: c["datasets"]["digits"].update(granularities=["rowwise", "diagonal"]))
+    assert "datasets.digits.granularities[1]" in msg and "'diagonal' is not one of" in msg
+    assert "channelwise" in msg  # the allowed values are listed
+
+
+def test_unknown_key_is_named():
+    msg = bad(lambda c: c["datasets"]["digits"].update(epochs=3))
+    assert "datasets.digits: unknown key 'epochs'" in msg and "allowed:" in msg and "train" in msg
+    msg = bad(lambda c: c.update(seed=[1]))
+    assert "<top level>: unknown key 'seed'" in msg
+
+
+def test_unknown_term_and_mode_are_named():
+    msg = bad(lambda c: c["datasets"]["digits"]["loss_terms"]["terms"].update(l2=[1e-8]))
+    assert "unknown key 'l2'" in msg and "maxbin" in msg
+    msg = bad(lambda c: c["datasets"]["digits"].update(modes=["qat", "fp8"]))
+    assert "datasets.digits.modes[1]" in msg and "'fp8'" in msg
+
+
+def test_channelwise_only_for_conv_networks():
+    msg = bad(lambda c: c["datasets"]["digits"].update(granularities=["channelwise"]))
+    assert "channelwise" in msg and "Conv2D" in msg
+    config = smoke()
+    config["datasets"] = {"cifar10": copy.deepcopy(config["datasets"]["digits"])}
+    config["datasets"]["cifar10"]["granularities"] = ["channelwise"]
+    assert wf.validate_config(config)
+
+
+def test_several_problems_reported_together():
+    def mutate(c):
+        c["datasets"]["digits"]["nested"]["thresholds"] = [-1.0]
+        c["colour"] = "blue"
+
+    msg = bad(mutate)
+    assert "thresholds[0]" in msg and "'colour'" in msg
+
+
+def test_missing_scheme_and_bad_types():
+    msg = bad(lambda c: [c["datasets"]["digits"].pop("nested"), c["datasets"]["digits"].pop("loss_terms")])
+    assert "needs a 'nested' and/or a 'loss_terms' sweep" in msg
+    assert "not of type" in bad(lambda c: c.update(seeds="42"))
+    assert "'name' is a required property" in bad(lambda c: c.pop("name"))
+    with pytest.raises(wf.ConfigError):
+        wf.validate_config(None)
+
+
+def test_yaml_exponent_strings_become_numbers():
+    # PyYAML (YAML 1.1) reads 1e-10 (no dot) as a string; the config accepts it as the number.
+    config = yaml.safe_load("""
+name: t
+seeds: [1]
+datasets:
+  digits:
+    granularities: [rowwise]
+    nested: {thresholds: [0, 1e-10, 2E-9]}
+""")
+    assert config["datasets"]["digits"]["nested"]["thresholds"][1] == "1e-10"
+    out = wf.validate_config(config)
+    assert out["datasets"]["digits"]["nested"]["thresholds"] == [0, 1e-10, 2e-9]
+    assert out["threads"] == 1 and out["data_dir"] is None
+
+
+def test_schema_objects_are_closed():
+    def walk(node, where):
+        if isinstance(node, dict):
+            if node.get("type") == "object" or "properties" in node:
+                assert "additionalProperties" in node, f"open object at {where}"
+            for k, v in node.items():
+                walk(v, f"{where}.{k}")
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, f"{where}[{i}]")
+
+    walk(wf.load_schema(), "schema")
+
+
+def test_names_agree_with_the_library():
+    from lqs_core import data, granularity, losses, training
+
+    assert tuple(wf.DATASETS) == tuple(data.DATASETS) == tuple(training.DATASETS)
+    assert set(wf.TERMS) == set(losses.TERMS) == set(training.TERM_NAMES)
+    assert set(wf.GRANULARITIES) == set(granularity.GRANULARITIES)
+    assert tuple(wf.MODES) == tuple(training.MODES)
+    assert set(wf.DENSE_DATASETS) == set(training.DENSE_DATASETS)
+    schema = wf.load_schema()
+    assert set(schema["$defs"]["granularity"]["enum"]) == set(granularity.GRANULARITIES)
+    assert set(schema["$defs"]["loss_terms"]["properties"]["terms"]["properties"]) == set(losses.TERMS)
+    assert set(schema["properties"]["datasets"]["properties"]) == set(data.DATASETS)
+    train_keys = set(schema["$defs"]["train"]["properties"])
+    assert train_keys <= set(training.RunConfig.field_names())
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Expansion
+
+
+def test_smoke_expansion():
+    runs = wf.expand_runs(smoke())
+    ids = [r.run_id for r in runs]
+    assert ids == [
+        "digits-float-s42",
+        "digits-nested-rowwise-lam0-qat-s42",
+        "digits-nested-rowwise-lam1e-08-qat-s42",
+        "digits-nested-rowwise-lam0-ptq-s42",
+        "digits-nested-rowwise-lam1e-08-ptq-s42",
+        "digits-loss_terms-rowwise-maxbin1e-06-qat-s42",
+    ]
+    by = wf.runs_by_id(runs)
+    ptq = by["digits-nested-rowwise-lam1e-08-ptq-s42"]
+    assert ptq.baseline == "digits-float-s42"
+    assert ptq.config["float_weights"] == "results/smoke/baselines/digits-float-s42/model.keras"
+    assert ptq.config["threshold"] == 1e-8 and ptq.config["epochs"] == 2
+    lt = by["digits-loss_terms-rowwise-maxbin1e-06-qat-s42"]
+    assert lt.config["terms"] == {"maxbin": 1e-6} and "threshold" not in lt.config and lt.baseline is None
+    assert by["digits-float-s42"].config == {"dataset": "digits", "scheme": "float", "seed": 42, "epochs": 2}
+
+
+def test_run_configs_are_valid_runconfigs_and_ids_match_training():
+    from lqs_core import training
+
+    for name in PROFILES:
+        for run in wf.expand_runs(load(name)):
+            config = training.RunConfig.from_dict(run.config)
+            # the workflow's ids are lqs_core.training.run_id without its suffixes for non-default settings
+            assert training.run_id(config).startswith(run.run_id), (run.run_id, training.run_id(config))
+
+
+def test_grid_counts():
+    # datasets x scheme(nested: λ grid; loss terms: per term its γ grid) x granularity x mode x seed, + baselines
+    config = smoke()
+    config["seeds"] = [1, 2, 3]
+    d = config["datasets"]["digits"]
+    d["granularities"] = ["rowwise", "columnwise", "scalar"]
+    d["nested"]["thresholds"] = [0, 1e-11, 1e-10, 1e-9]
+    d["loss_terms"] = {"terms": {"maxbin": [1e-8, 1e-7], "inverse": [1e-9]}, "granularities": ["rowwise"],
+                       "modes": ["qat"]}
+    counts = wf.count_runs(config)
+    assert counts == {"baseline": 3, "nested": 4 * 3 * 2 * 3, "maxbin": 2 * 3, "inverse": 1 * 3,
+                      "total": 3 + 72 + 6 + 3}
+    assert len({r.run_id for r in wf.expand_runs(config)}) == counts["total"]
+    # a second dataset doubles everything; modes inherited from the dataset
+    config["datasets"]["mnist"] = copy.deepcopy(d)
+    assert wf.count_runs(config)["total"] == 2 * counts["total"]
+    assert wf.needs_fetch(config) == ["mnist"] and wf.needs_fetch(smoke()) == []
+
+
+@pytest.mark.parametrize("name,total", [("smoke", 6)])
+def test_profile_totals(name, total):
+    assert wf.count_runs(load(name))["total"] == total
+
+
+def test_thesis_profile_is_spec_section_4():
+    config = wf.validate_config(load("thesis"))
+    assert config["seeds"] == [42, 43, 44, 45, 46]
+    ds = config["datasets"]
+    assert set(ds) == {"mnist", "cifar10", "imagenette"}
+    lams = [0, 1e-12, 1e-11, 1e-10, 1e-9, 1e-8]
+    for name in ds:
+        assert ds[name]["nested"]["thresholds"] == lams
+        assert ds[name]["modes"] == ["qat", "ptq"]
+        assert set(ds[name]["loss_terms"]["terms"]) == {"maxbin", "inverse", "difference"}
+    assert ds["mnist"]["granularities"] == ["rowwise", "columnwise", "scalar"]
+    assert ds["cifar10"]["granularities"] == ["channelwise", "rowwise", "columnwise", "scalar"]
+    assert ds["mnist"]["train"] == {"epochs": 20, "batch_size": 32, "learning_rate": 1e-4}
+    assert ds["cifar10"]["train"] == {"epochs": 100, "batch_size": 128, "learning_rate": 1e-4}
+    assert ds["imagenette"]["train"]["lr_schedule"] == [[40, 0.5], [60, 0.2]]
+    gm = ds["mnist"]["loss_terms"]["terms"]["maxbin"]
+    assert gm == [0] + [10.0 ** -k for k in range(12, 3, -1)]
+    assert ds["cifar10"]["loss_terms"]["terms"]["maxbin"] == [0] + [10.0 ** -k for k in range(13, 6, -1)]
+    assert ds["imagenette"]["loss_terms"]["terms"]["maxbin"] == [0, 1e-11, 1e-10, 1e-9, 1e-8, 1.0]
+
+
+def test_figure_outputs_follow_the_sweeps():
+    outs = wf.figure_outputs(smoke(), "figures/smoke")
+    assert outs["fig_pareto"] == ["figures/smoke/pareto_digits_nested.png", "figures/smoke/pareto_digits_nested.pdf",
+                                  "figures/smoke/pareto_digits_maxbin.png", "figures/smoke/pareto_digits_maxbin.pdf"]
+    assert [os.path.basename(p) for p in outs["fig_curves"]] == [
+        "curves_digits_nested_qat.png", "curves_digits_nested_qat.pdf", "curves_digits_nested_ptq.png",
+        "curves_digits_nested_ptq.pdf", "curves_digits_maxbin_qat.png", "curves_digits_maxbin_qat.pdf"]
+    assert len(outs["fig_histograms"]) == 4
+    assert sorted(os.path.basename(p) for p in outs["table_compression"]) == [
+        "compression.csv", "compression.md", "compression.pdf", "compression.png", "compression_settings.csv"]
+
+
+def test_format_value_and_ids():
+    assert [wf.format_value(v) for v in (0, 1e-10, 1e-8, 0.5, 1.0, 2.5e-7)] == ["0", "1e-10", "1e-8", "0.5", "1",
+                                                                                  "2.5e-7"]
+    assert wf.run_id("mnist", "nested", "rowwise", "ptq", 1e-10, 42) == "mnist-nested-rowwise-lam1e-10-ptq-s42"
+    assert wf.run_id("mnist", "inverse", "scalar", "qat", 1e-9, 1) == "mnist-loss_terms-scalar-inverse1e-09-qat-s1"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Results table and figures on synthetic runs
+
+
+def fake_results(tmp_path, seeds=(42, 43)):
+    """A results folder as the workflow writes it, with made-up numbers."""
+    config = smoke()
+    config["seeds"] = list(seeds)
+    config["datasets"]["digits"]["nested"]["thresholds"] = [0, 1e-10, 1e-8]
+    runs = wf.expand_runs(config, results_dir=str(tmp_path))
+    rng = np.random.default_rng(0)
+    for run in runs:
+        d = Path(run.directory(tmp_path))
+        d.mkdir(parents=True)
+        p = run.param or 0.0
+        level = 0 if run.kind == "baseline" else int(np.log10(p)) + 13 if p > 0 else 0  # 0, 3, 5
+        acc = 0.97 - 0.05 * (level == 5) + rng.normal(0, 0.005)
+        epochs = 3
+        hist = pd.DataFrame({"epoch": range(1, epochs + 1), "loss": [1.0, 0.5, 0.3], "accuracy": [0.8, 0.9, acc],
+                             "val_loss": [1.1, 0.6, 0.35 + 0.01 * level], "val_accuracy": [0.7, 0.9, acc]})
+        hist.to_csv(d / "history.csv", index=False)
+        report = {"val_accuracy": acc, "val_loss": 0.35, "accuracy": acc, "loss": 0.3, "epochs": epochs,
+                  "float_zip_bytes": 18000, "float32_bytes": 19240, "params": 4810}
+        if run.kind == "run":
+            unique = int(4000 / (1 + 30 * level))
+            report.update(unique_integers=unique, int_min=-unique // 2, int_max=unique // 2, int_range=unique // 2,
+                          bits_unique=12, bits_fixed=12, zip_bytes=10000 - 1500 * level, packed_bytes=7000 - 900 * level,
+                          huffman_bytes=6000 - 900 * level, zip_ratio=1.8, packed_ratio=2.7)
+            (d / "integers.lqsint").write_bytes(b"x")
+        cfg = dict(run.config, terms=run.config.get("terms", {}), lr_schedule=[], data_dir=None)
+        (d / "metrics.json").write_text(json.dumps({"run_id": run.run_id, "config": cfg, "report": report,
+                                                    "files": {"history": "history.csv"}}))
+    return config, runs
+
+
+def test_collect_results(tmp_path):
+    config, runs = fake_results(tmp_path)
+    table = wf.collect_results(runs, str(tmp_path))
+    assert len(table) == len(runs)
+    assert list(table.columns[: len(wf.ID_COLUMNS)]) == wf.ID_COLUMNS
+    assert table.columns[-2:].tolist() == ["history", "integers"]
+    assert table["run_id"].tolist()[:2] == ["digits-float-s42", "digits-float-s43"]
+    base = table[table["kind"] == "baseline"].iloc[0]
+    assert pd.isna(base["granularity"]) and pd.isna(base["integers"]) and base["history"].endswith("history.csv")
+    lt = table[table["family"] == "maxbin"].iloc[0]
+    assert lt["term"] == "maxbin" and lt["gamma"] == 1e-6 and pd.isna(lt["threshold"])
+    nested = table[table["family"] == "nested"]
+    assert nested["threshold"].tolist() == nested["param"].tolist()
+    assert "float_weights" not in table.columns and "lr_schedule" in table.columns
+    # deterministic file, identical on rewrite; readable back
+    path = tmp_path / "results.csv"
+    wf.write_table(table, path)
+    first = path.read_bytes()
+    wf.write_table(wf.collect_results(list(reversed(runs)), str(tmp_path)), path)
+    assert path.read_bytes() == first
+    assert len(wf.read_results(tmp_path)) == len(runs)
+    # a missing run is an error unless asked otherwise
+    os.unlink(Path(runs[-1].directory(tmp_path)) / "metrics.json")
+    with pytest.raises(FileNotFoundError):
+        wf.collect_results(runs, str(tmp_path))
+    assert len(wf.collect_results(runs, str(tmp_path), missing_ok=True)) == len(runs) - 1
+
+
+def test_aggregate_and_operating_point():
+    df = pd.DataFrame({"param": [0, 0, 1, 1, 2, 2], "val_accuracy": [0.9, 0.92, 0.9, 0.9, 0.5, 0.6],
+                       "zip_bytes": [100, 100, 50, 52, 10, 10]})
+    agg = wf.aggregate_seeds(df, ["param"], ["val_accuracy", "zip_bytes"])
+    assert agg["n_seeds"].tolist() == [2, 2, 2]
+    assert agg["val_accuracy_mean"].round(6).tolist() == [0.91, 0.9, 0.55]
+    assert agg.loc[0, "val_accuracy_std"] == pytest.approx(np.std([0.9, 0.92], ddof=1))
+    row, ok = wf.select_operating_point(agg, 0.91, 0.02)
+    assert ok and row["param"] == 1
+    row, ok = wf.select_operating_point(agg, 0.99, 0.02)
+    assert not ok and row["param"] == 0  # nothing within tolerance: the most accurate
+    row, ok = wf.select_operating_point(agg, None, 0.02)
+    assert not ok and row["param"] == 0
+
+
+def test_savefig_is_byte_identical(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    wf.set_style()
+
+    def draw():
+        fig, ax = plt.subplots()
+        ax.plot([1, 2, 3], [1, 10, 100], label="λ = 1e-10")
+        ax.set_yscale("log")
+        ax.legend()
+        return fig
+
+    hashes = []
+    for i in range(2):
+        fig = draw()
+        paths = wf.savefig(fig, tmp_path / f"f{i}", formats=("png", "pdf", "svg"))
+        plt.close(fig)
+        hashes.append([hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths])
+    assert hashes[0] == hashes[1]
+    pdf = (tmp_path / "f0.pdf").read_bytes()
+    assert b"CreationDate" not in pdf and b"Producer" not in pdf and b"matplotlib" not in pdf.lower()
+    assert b"Software" not in (tmp_path / "f0.png").read_bytes()
+    assert not list(tmp_path.glob(".tmp-*"))
+    # and in a fresh process (fonts, hash seeds): same bytes
+    code = (
+        "import sys, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt;"
+        "import importlib.util as u; s = u.spec_from_file_location('w', sys.argv[1]); w = u.module_from_spec(s);"
+        "sys.modules['w'] = w; s.loader.exec_module(w); w.set_style(); fig, ax = plt.subplots();"
+        "ax.plot([1, 2, 3], [1, 10, 100], label='λ = 1e-10'); ax.set_yscale('log'); ax.legend();"
+        "w.savefig(fig, sys.argv[2], formats=('png', 'pdf', 'svg'))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(REPO / "lqs_core" / "workflow.py"), str(tmp_path / "g")],
+                   check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    for ext, h in zip(("png", "pdf", "svg"), hashes[0]):
+        assert hashlib.sha256((tmp_path / f"g.{ext}").read_bytes()).hexdigest() == h, ext
+
+
+def test_figures_from_synthetic_results(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _, runs = fake_results(tmp_path / "res")
+    results = wf.collect_results(runs, str(tmp_path / "res"))
+    wf.set_style()
+    assert wf.result_families(results) == [("digits", "nested"), ("digits", "maxbin")]
+    fig = wf.pareto_figure(results, "digits", "nested")
+    axes = fig.axes
+    assert len(axes) == 2 and axes[0].get_yscale() == "log" and axes[1].get_yscale() == "log"
+    assert axes[1].get_xlabel() == "final validation accuracy"
+    assert "unique integers" in axes[0].get_ylabel() and "range" in axes[1].get_ylabel()
+    labels = {t.get_text() for t in axes[0].texts}
+    assert {"0", "1e-10", "1e-8"} <= labels
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [wf.MODE_NAMES["qat"], wf.MODE_NAMES["ptq"], "float baseline"]
+    plt.close(fig)
+
+    histories = wf.load_histories(results, str(tmp_path / "res"))
+    assert set(histories["run_id"]) == set(results["run_id"])
+    assert wf.curve_keys(results) == [("digits", "nested", "qat"), ("digits", "nested", "ptq"),
+                                      ("digits", "maxbin", "qat")]
+    fig = wf.curves_figure(histories, "digits", "nested", "qat")
+    assert fig.axes[0].get_ylabel() == "validation accuracy" and fig.axes[1].get_yscale() == "log"
+    assert len(fig.axes[0].get_lines()) == 3 + 1  # three λ + float baseline
+    plt.close(fig)
+
+    fig = wf.histogram_figure({"dense_1/kernel": np.arange(-5, 6).reshape(11, 1), "dense_1/bias": np.zeros(3)},
+                              "t")
+    assert all(ax.get_yscale() == "log" for ax in fig.axes)
+    plt.close(fig)
+
+    row = wf.pick_histogram_run(results, "digits", "nested", "rowwise", "qat", None, None, tolerance=0.02)
+    assert row["param"] == 1e-10 and row["seed"] == 42  # the most compressed within tolerance
+    row = wf.pick_histogram_run(results, "digits", "nested", "columnwise", "qat", 43, 3e-9)
+    assert row["param"] == 1e-8 and row["seed"] == 43 and row["granularity"] == "rowwise"
+
+    table, settings = wf.compression_table(results, tolerance=0.02)
+    assert table[["dataset", "family"]].values.tolist() == [["digits", "nested"], ["digits", "maxbin"]]
+    nested = table.iloc[0]
+    assert nested["param"] == 1e-10 and nested["within_tolerance"] and nested["zip_bytes"] == 10000 - 1500 * 3
+    assert nested["zip_ratio"] == pytest.approx(18000 / 5500)
+    assert len(settings) == 3 * 2 + 1  # λ x modes + one γ
+    md = wf.to_markdown(wf.table_display(table))
+    assert md.startswith("| dataset |") and "λ=1e-10" in md and md.count("\n") == 4
+    fig = wf.table_figure(wf.table_display(table), "t")
+    wf.savefig(fig, tmp_path / "table")
+    assert (tmp_path / "table.png").stat().st_size > 1000
+
+
+def _claimer(devices, hold, timeout=None):
+    code = ("import sys, time, importlib.util as u; s = u.spec_from_file_location('w', sys.argv[1]); "
+            "w = u.module_from_spec(s); sys.modules['w'] = w; s.loader.exec_module(w); "
+            f"print(w.claim_gpu({devices!r}, sys.argv[2], poll_seconds=0.05, timeout={timeout!r}), flush=True); "
+            f"time.sleep({hold})")
+    return [sys.executable, "-c", code, str(REPO / "lqs_core" / "workflow.py")]
+
+
+def test_claim_gpu_takes_a_free_device(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    holder = subprocess.Popen(_claimer("0,1", 60) + [str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "0"
+        assert wf.claim_gpu("0,1", str(tmp_path)) == "1"  # 0 is held by the other process
+        assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
+        busy = subprocess.run(_claimer("0,1", 0, timeout=0.3) + [str(tmp_path)], capture_output=True, text=True)
+        assert busy.returncode != 0 and "TimeoutError" in busy.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+        wf._GPU_LOCKS.pop().close()
+    freed = subprocess.run(_claimer("0,1", 0, timeout=5) + [str(tmp_path)], capture_output=True, text=True)
+    assert freed.stdout.strip() == "0"  # released when its holder ended
+    assert wf.claim_gpu("", str(tmp_path)) is None and wf.claim_gpu(" ", str(tmp_path)) is None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The Snakefile refuses a bad config before doing anything
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda c: c["datasets"].update(svhn=c["datasets"]["digits"]), "unknown key 'svhn'"),
+    (lambda c: c["datasets"]["digits"]["nested"].update(thresholds=[-1e-10]), "thresholds[0]: -1e-10 must be >= 0"),
+    (lambda c: c["datasets"]["digits"].update(granularities=["blockwise"]), "'blockwise' is not one of"),
+    (lambda c: c.update(epochs=3), "unknown key 'epochs'"),
+])
+def test_snakemake_rejects_bad_config(tmp_path, mutate, expected):
+    config = smoke()
+    mutate(config)
+    bad_file = tmp_path / "bad.yaml"
+    bad_file.write_text(yaml.safe_dump(config))
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "snakemake"), "-n", "-s", str(REPO / "Snakefile"), "--directory",
+         str(tmp_path), "--configfile", str(bad_file), "--cores", "1"],
+        capture_output=True, text=True, timeout=300,
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert expected in out, out[-3000:]
+    assert "Invalid workflow config" in out
+    assert not (tmp_path / "results").exists()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Notebooks: one parameters cell, defaults that agree with the demo profile, stored without outputs
+
+NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
+FIGURE_NOTEBOOKS = {"fig_pareto": "pareto", "fig_curves": "curves", "fig_histograms": "histograms",
+                    "table_compression": "compression"}
+
+
+def notebook_defaults(name):
+    import ast
+
+    import papermill
+
+    params = papermill.inspect_notebook(str(REPO / "notebooks" / f"{name}.ipynb"))
+    return {k: ast.literal_eval(v["default"]) for k, v in params.items()}
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_structure(path):
+    import nbformat
+
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    n_params = sum("parameters" in t for t in tags)
+    assert n_params == (0 if path.stem == "tutorial" else 1)
+    assert any("assertions" in t for t in tags), "a cell tagged `assertions` checks the numbers"
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, "store notebooks without outputs"
+
+
+def test_figure_notebook_defaults_are_the_demo_settings():
+    # Run on its own, a figure notebook draws exactly what the demo workflow draws (same files, same bytes).
+    demo = wf.validate_config(load("demo"))
+    schema = wf.load_schema()["properties"]["figures"]["properties"]
+    for notebook, key in FIGURE_NOTEBOOKS.items():
+        defaults = notebook_defaults(notebook)
+        assert defaults["profile"] == "demo" and defaults["results_dir"] == "" and defaults["figures_dir"] == ""
+        assert set(schema[key]["properties"]) <= set(defaults), notebook
+        for name, value in (demo["figures"].get(key) or {}).items():
+            assert defaults[name] == value, (notebook, name)
+
+
+def test_run_notebook_parameters_match_runconfig():
+    from lqs_core import training
+
+    run = notebook_defaults("run")
+    fields = set(training.RunConfig.field_names())
+    assert {"dataset", "scheme", "granularity", "threshold", "mode", "float_weights", "seed", "epochs"} <= fields
+    assert {"config_json", "out_dir", "report_file", "threads"} <= set(run)
+    assert run["dataset"] == "digits" and run["epochs"] <= 3  # tiny default
+    assert notebook_defaults("baseline")["epochs"] <= 3
