@@ -22,7 +22,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[$(TF),workflow,test]"
 	touch $@
 
+# The demo's results and figures are committed (results/demo, figures/demo). The first `make reproduce` in a
+# checkout removes the committed runs of the profile so that every run is retrained here; from then on the same
+# command resumes an interrupted workflow and skips finished runs (Snakemake's own bookkeeping).
+NAME   := $(basename $(notdir $(CONFIG)))
+STARTED := .snakemake/lqs-reproduce-$(NAME).started
+
 reproduce: $(STAMP)
+	@if [ ! -e $(STARTED) ]; then \
+	  echo "First reproduction of '$(NAME)' in this checkout: retraining every run into results/$(NAME)/"; \
+	  rm -rf results/$(NAME)/runs results/$(NAME)/baselines; mkdir -p .snakemake; touch $(STARTED); \
+	fi
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
 
 test: $(STAMP)
