@@ -144,7 +144,8 @@ def _train_inputs(wildcards):
 
 
 rule train:
-    # One sweep point: dataset x scheme x lambda/gamma x granularity x mode x seed.
+    # One sweep point: dataset x scheme x lambda/gamma x granularity x mode x seed, or one comparator setting
+    # (ptq_eval: the float baseline quantized, no training).
     input:
         _train_inputs,
     output:
@@ -250,6 +251,24 @@ rule fig_histograms:
         extra=_params("fig_histograms", "histograms"),
     message:
         "figures: integer histograms"
+    shell:
+        FIGURE_SHELL
+
+
+rule fig_comparison:
+    # Every method (thesis schemes and comparators) per dataset on the same axes + the Pareto-optimal points.
+    input:
+        results=f"{RESULTS}/results.csv",
+        code=FIGURE_CODE,
+        notebook=os.path.join(NOTEBOOKS, "fig_comparison.ipynb"),
+    output:
+        FIGURE_OUTPUTS["fig_comparison"],
+    log:
+        f"{LOGS}/figures/fig_comparison.ipynb",
+    params:
+        extra=_params("fig_comparison", "comparison"),
+    message:
+        "figures: comparison of all methods"
     shell:
         FIGURE_SHELL
 

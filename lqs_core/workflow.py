@@ -48,7 +48,21 @@ GRANULARITIES = ("rowwise", "columnwise", "channelwise", "outputwise", "scalar")
 #: Loss terms (SPEC §2; keys of :data:`lqs_core.losses.TERMS`), in plotting order.
 TERMS = ("maxbin", "inverse", "difference", "reconstruction")
 MODES = ("qat", "ptq")
-SCHEMES = ("nested", "loss_terms", "float")
+SCHEMES = ("nested", "loss_terms", "float", "ptq_eval")
+#: Comparators (SPEC §5, :mod:`lqs_core.comparators`) as families / methods of the workflow, in plotting order:
+#: ``ptq`` = min-max post-training quantization of the float baseline (scheme ``ptq_eval``, no training).
+COMPARATORS = ("ptq", "fixed", "lsq", "cgmq", "layer_importance")
+#: Granularities of the comparator quantizers' scales (per tensor, per output channel).
+COMPARATOR_GRANULARITIES = ("scalar", "outputwise")
+#: Defaults of the CGMQ / layer-importance options (lqs_core.comparators.cgmq, lqs_core.training), for run ids.
+CGMQ_DEFAULT_GATE_LR = {1: 0.01, 2: 0.01, 3: 0.001}
+CGMQ_GATE_INIT = 5.5
+LAYER_IMPORTANCE_DEFAULTS = {"min_bits": 2, "finetune_epochs": 0, "imprint_samples": 1024}
+#: The ``method`` column of the results table: every family, in plotting order.
+METHODS = ("float", "nested", "maxbin", "inverse", "difference", "reconstruction") + COMPARATORS
+METHOD_NAMES = {"float": "float baseline", "nested": "nested (λ)", "maxbin": "MaxBin (γ)", "inverse": "Inverse (γ)",
+                "difference": "Difference (γ)", "reconstruction": "Reconstruction (γ)", "ptq": "PTQ min-max",
+                "fixed": "fixed-bit QAT", "lsq": "LSQ", "cgmq": "CGMQ", "layer_importance": "layer importance"}
 #: Display names.
 TERM_NAMES = {"maxbin": "MaxBin", "inverse": "Inverse", "difference": "Difference",
               "reconstruction": "Reconstruction error"}
@@ -121,6 +135,8 @@ def _message(error) -> str:
         return f"{where}: {error.instance!r} is not one of {', '.join(map(str, error.validator_value))}"
     if error.validator == "minimum":
         return f"{where}: {error.instance!r} must be >= {error.validator_value}"
+    if error.validator == "maximum":
+        return f"{where}: {error.instance!r} must be <= {error.validator_value}"
     if error.validator == "exclusiveMinimum":
         return f"{where}: {error.instance!r} must be > {error.validator_value}"
     if error.validator == "oneOf" and error.context:
@@ -157,6 +173,21 @@ def validate_config(config, schema: Optional[dict] = None, source: str = "workfl
                         f"datasets.{name}.{scheme}: granularity 'channelwise' is defined only for Conv2D kernels; "
                         f"the {name} network quantizes Dense layers (use rowwise, columnwise, scalar or outputwise)"
                     )
+            comp = spec.get("comparators") or {}
+            li = comp.get("layer_importance") or {}
+            min_bits = li.get("min_bits", LAYER_IMPORTANCE_DEFAULTS["min_bits"])
+            for bits in li.get("bits", []):
+                if min_bits > bits:
+                    problems.append(f"datasets.{name}.comparators.layer_importance.min_bits: {min_bits} is more "
+                                    f"than the start bits {bits}")
+                for budget in li.get("budgets") or []:
+                    if budget is not None and not min_bits <= budget <= bits:
+                        problems.append(f"datasets.{name}.comparators.layer_importance.budgets: target mean bits "
+                                        f"{budget} must be in min_bits..bits = {min_bits}..{bits}")
+            cseeds = comp.get("seeds")
+            if cseeds is not None and not set(cseeds) <= set(config["seeds"]):
+                problems.append(f"datasets.{name}.comparators.seeds: {sorted(set(cseeds) - set(config['seeds']))} "
+                                f"not among the seeds {config['seeds']}")
         fig = (config.get("figures") or {}).get("histograms") or {}
         if fig.get("seed") is not None and fig["seed"] not in config["seeds"]:
             problems.append(f"figures.histograms.seed: {fig['seed']} is not one of the seeds {config['seeds']}")
@@ -196,7 +227,9 @@ class Run:
 
     ``config`` is the ``lqs_core.training.RunConfig`` dict (unset fields take the dataset's defaults);
     ``baseline`` the id of the float run a ``ptq`` run starts from. ``family`` is ``nested``, the loss term's
-    name, or ``float``; ``param`` the swept λ or γ (None for the float baseline).
+    name, ``float``, or a comparator (:data:`COMPARATORS`); ``param`` the swept λ or γ, a comparator's bits
+    (``cgmq``: its BOP budget; None for the float baseline); ``variant`` the comparator's other knobs as in
+    the run id (``gweight``, ``avg3``; None where there are none). ``mode`` is None for the baseline and ``ptq``.
     """
 
     run_id: str
@@ -209,6 +242,7 @@ class Run:
     seed: int
     config: Dict[str, Any] = field(hash=False, compare=False)
     baseline: Optional[str] = None
+    variant: Optional[str] = None
 
     @property
     def scheme(self) -> str:
@@ -234,6 +268,78 @@ def run_id(dataset, family, granularity, mode, param, seed) -> str:
     if family == "nested":
         return f"{dataset}-nested-{granularity}-lam{_g(param)}-{mode}-s{seed}"
     return f"{dataset}-loss_terms-{granularity}-{family}{_g(param)}-{mode}-s{seed}"
+
+
+def comparator_knobs(family: str, param, options: Optional[Mapping] = None) -> List[str]:
+    """The run-id parts of a comparator setting (as :func:`lqs_core.training._method_knobs`): ``b<bits>`` (ptq,
+    fixed, lsq, layer_importance; then ``avg<budget>``, ``min<b>``, ``ft<n>``, ``imp<n>`` where not default),
+    ``bud<budget>`` (cgmq; then ``g<gates>``, ``dir<k>``, ``glr<lr>``, ``gi<init>`` where not default)."""
+    o = dict(options or {})
+    if family == "cgmq":
+        parts = [f"bud{_g(param)}"]
+        direction = int(o.get("direction", 1))
+        if o.get("gates", "layer") != "layer":
+            parts.append(f"g{o['gates']}")
+        if direction != 1:
+            parts.append(f"dir{direction}")
+        if float(o.get("gate_lr", CGMQ_DEFAULT_GATE_LR[direction])) != CGMQ_DEFAULT_GATE_LR[direction]:
+            parts.append(f"glr{_g(o['gate_lr'])}")
+        if float(o.get("gate_init", CGMQ_GATE_INIT)) != CGMQ_GATE_INIT:
+            parts.append(f"gi{_g(o['gate_init'])}")
+        return parts
+    parts = [f"b{int(param)}"]
+    if family == "layer_importance":
+        if o.get("budget") is not None:
+            parts.append(f"avg{_g(o['budget'])}")
+        for key, tag in (("min_bits", "min"), ("finetune_epochs", "ft"), ("imprint_samples", "imp")):
+            if key in o and o[key] != LAYER_IMPORTANCE_DEFAULTS[key]:
+                parts.append(f"{tag}{o[key]}")
+    return parts
+
+
+def comparator_run_id(dataset, family, granularity, mode, param, seed, options=None) -> str:
+    """Id of a comparator run, as :func:`lqs_core.training.run_id`: ``digits-lsq-outputwise-b4-qat-s42``,
+    ``digits-cgmq-scalar-bud0.1-gweight-qat-s42``, ``digits-ptq_eval-outputwise-b8-s42`` (no mode: no training)."""
+    knobs = "-".join(comparator_knobs(family, param, options))
+    if family == "ptq":
+        return f"{dataset}-ptq_eval-{granularity}-{knobs}-s{seed}"
+    return f"{dataset}-{family}-{granularity}-{knobs}-{mode}-s{seed}"
+
+
+def _comparator_settings(comp: Mapping) -> List[tuple]:
+    """``[(family, param, granularities, modes, {RunConfig fields}, options for the id, variant), ...]`` of a
+    dataset's ``comparators`` section, in the order of :data:`COMPARATORS`."""
+    default_grans = list(comp.get("granularities") or ["scalar"])
+    default_modes = list(comp.get("modes") or ["qat"])
+    out = []
+    for family in COMPARATORS:
+        spec = comp.get(family)
+        if not spec:
+            continue
+        grans = list(spec.get("granularities") or default_grans)
+        modes = [None] if family == "ptq" else list(spec.get("modes") or default_modes)
+        if family in ("ptq", "fixed", "lsq"):
+            for bits in spec["bits"]:
+                out.append((family, int(bits), grans, modes, {"bits": int(bits)}, {}, None))
+        elif family == "cgmq":
+            extra = {k: spec[k] for k in ("direction", "gate_lr", "gate_init") if k in spec}
+            for gates in spec.get("gates") or ["layer"]:
+                options = {"gates": gates, **extra}
+                variant = "-".join(comparator_knobs("cgmq", 1, options)[1:]) or None
+                for budget in spec["budgets"]:
+                    out.append((family, float(budget), grans, modes,
+                                {"budget": float(budget), "method_options": dict(options)}, options, variant))
+        else:  # layer_importance
+            options = {k: spec[k] for k in ("min_bits", "finetune_epochs", "imprint_samples") if k in spec}
+            for bits in spec["bits"]:
+                for budget in spec.get("budgets") or [None]:
+                    fields = {"bits": int(bits), "method_options": dict(options)}
+                    if budget is not None:
+                        fields["budget"] = float(budget)
+                    id_options = {**options, "budget": budget}
+                    variant = "-".join(comparator_knobs(family, bits, id_options)[1:]) or None
+                    out.append((family, int(bits), grans, modes, fields, id_options, variant))
+    return out
 
 
 def _train_fields(config: Mapping, dataset: str) -> dict:
@@ -286,6 +392,24 @@ def expand_runs(config: Mapping, results_dir: Optional[str] = None) -> List[Run]
                             rid = run_id(dataset, family, granularity, mode, param, seed)
                             runs.append(Run(rid, "run", dataset, family, granularity, mode, float(param), seed,
                                             cfg, base))
+        comp = spec.get("comparators") or {}
+        comp_seeds = [s for s in seeds if s in comp.get("seeds", seeds)]
+        for family, param, grans, modes, fields, id_options, variant in _comparator_settings(comp):
+            for granularity in grans:
+                for mode in modes:
+                    for seed in comp_seeds:
+                        cfg = {"dataset": dataset, "granularity": granularity, "seed": seed, **train, **fields}
+                        if family == "ptq":
+                            cfg["scheme"] = "ptq_eval"
+                        else:
+                            cfg.update(scheme="nested", method=family, mode=mode)
+                        base = None
+                        if family == "ptq" or mode == "ptq":
+                            base = baseline_id(dataset, seed)
+                            cfg["float_weights"] = os.path.join(results_dir, "baselines", base, MODEL_FILE)
+                        rid = comparator_run_id(dataset, family, granularity, mode, param, seed, id_options)
+                        runs.append(Run(rid, "run", dataset, family, granularity, mode, float(param), seed, cfg,
+                                        base, variant))
     ids = [r.run_id for r in runs]
     if len(set(ids)) != len(ids):  # e.g. two λ values equal to 6 significant digits
         dup = sorted({i for i in ids if ids.count(i) > 1})
@@ -298,8 +422,10 @@ def runs_by_id(runs: Iterable[Run]) -> Dict[str, Run]:
 
 
 def sweep_families(config: Mapping) -> List[tuple]:
-    """``[(dataset, family), ...]`` of the sweeps in ``config`` (one Pareto / histogram figure each)."""
-    return sorted({(r.dataset, r.family) for r in expand_runs(config) if r.kind == "run"},
+    """``[(dataset, family), ...]`` of the thesis' sweeps in ``config`` (one Pareto / histogram figure each; the
+    comparators are drawn in the comparison figure only)."""
+    return sorted({(r.dataset, r.family) for r in expand_runs(config)
+                   if r.kind == "run" and r.family not in COMPARATORS},
                   key=lambda t: (DATASETS.index(t[0]), _family_order(t[1])))
 
 
@@ -310,7 +436,8 @@ def _family_order(family: str) -> int:
 def curve_modes(config: Mapping) -> List[tuple]:
     """``[(dataset, family, mode), ...]`` that get a training-curves figure."""
     wanted = (config.get("figures") or {}).get("curves", {}).get("modes")
-    found = sorted({(r.dataset, r.family, r.mode) for r in expand_runs(config) if r.kind == "run"},
+    found = sorted({(r.dataset, r.family, r.mode) for r in expand_runs(config)
+                    if r.kind == "run" and r.family not in COMPARATORS},
                    key=lambda t: (DATASETS.index(t[0]), _family_order(t[1]), MODES.index(t[2])))
     return [t for t in found if wanted is None or t[2] in wanted]
 
@@ -339,6 +466,7 @@ def figure_stems(config: Mapping) -> Dict[str, List[str]]:
         "fig_curves": [curves_stem(d, f, m) for d, f, m in curve_modes(config)],
         "fig_histograms": [histograms_stem(d, f) for d, f in fams],
         "table_compression": ["compression"],
+        "fig_comparison": [comparison_stem(d) for d in comparison_datasets(config)],
     }
 
 
@@ -349,20 +477,42 @@ def figure_outputs(config: Mapping, figures_dir: str) -> Dict[str, List[str]]:
         files = [os.path.join(figures_dir, f"{s}.{ext}") for s in stems for ext in ("png", "pdf")]
         if notebook == "table_compression":
             files += [os.path.join(figures_dir, name) for name in TABLE_FILES]
+        if notebook == "fig_comparison":
+            files += [os.path.join(figures_dir, f"{pareto_table_stem(d)}.{ext}")
+                      for d in comparison_datasets(config) for ext in ("csv", "md")]
         out[notebook] = files
     return out
 
 
+def comparison_datasets(config: Mapping) -> List[str]:
+    """Datasets of ``config`` that get a comparison figure and Pareto table: those with at least one comparator."""
+    return [d for d in DATASETS if d in config["datasets"]
+            and any((config["datasets"][d].get("comparators") or {}).get(c) for c in COMPARATORS)]
+
+
+def comparison_stem(dataset: str) -> str:
+    return f"comparison_{dataset}"
+
+
+def pareto_table_stem(dataset: str) -> str:
+    return f"pareto_points_{dataset}"
+
+
+def _thesis_runs(results):
+    """The quantized runs of the thesis' schemes (nested, loss terms): no comparators."""
+    return results[(results["kind"] == "run") & ~results["family"].isin(COMPARATORS)]
+
+
 def result_families(results) -> List[tuple]:
     """``[(dataset, family), ...]`` of the sweeps present in a results table, in the order of :func:`sweep_families`."""
-    runs = results[results["kind"] == "run"]
+    runs = _thesis_runs(results)
     found = {(d, f) for d, f in zip(runs["dataset"], runs["family"])}
     return sorted(found, key=lambda t: (DATASETS.index(t[0]), _family_order(t[1])))
 
 
 def curve_keys(results, modes: Optional[Sequence[str]] = None) -> List[tuple]:
     """``[(dataset, family, mode), ...]`` of a results table that get a curves figure (as :func:`curve_modes`)."""
-    runs = results[results["kind"] == "run"]
+    runs = _thesis_runs(results)
     found = {(d, f, m) for d, f, m in zip(runs["dataset"], runs["family"], runs["mode"])}
     keys = sorted(found, key=lambda t: (DATASETS.index(t[0]), _family_order(t[1]), MODES.index(t[2])))
     return [k for k in keys if modes is None or k[2] in modes]
@@ -387,8 +537,8 @@ def count_runs(config: Mapping) -> Dict[str, int]:
 # Results table
 
 #: Columns of the results table that describe the run (the final metrics follow).
-ID_COLUMNS = ["run_id", "kind", "dataset", "scheme", "family", "granularity", "mode", "seed", "param",
-              "threshold", "term", "gamma"]
+ID_COLUMNS = ["run_id", "kind", "dataset", "scheme", "method", "family", "granularity", "mode", "seed", "param",
+              "variant", "threshold", "term", "gamma"]
 #: Metrics every figure needs, in the order they come after the configuration columns.
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "accuracy", "loss", "unique_integers", "int_range", "int_min",
                   "int_max", "bits_unique", "bits_fixed", "zip_bytes", "float_zip_bytes", "packed_bytes",
@@ -421,12 +571,14 @@ def result_row(run: Run, run_dir: str, results_dir: str) -> dict:
         "kind": run.kind,
         "dataset": run.dataset,
         "scheme": cfg["scheme"],
+        "method": run.family,
         "family": run.family,
         "granularity": run.granularity,
         "mode": run.mode,
         "seed": run.seed,
         "param": run.param,
-        "threshold": None if loss_terms or run.kind == "baseline" else run.param,
+        "variant": run.variant,
+        "threshold": run.param if cfg["scheme"] == "nested" and run.family == "nested" else None,
         "term": run.family if loss_terms else None,
         "gamma": run.param if loss_terms else None,
     }
@@ -518,12 +670,15 @@ def load_histories(results, results_dir):
 
     Returns a long DataFrame with the run columns (``run_id``, ``kind``, ``dataset``, ``family``,
     ``granularity``, ``mode``, ``seed``, ``param``) and the history's columns (``epoch``, ``val_accuracy``, ...).
+    The ``ptq`` comparator runs (quantized, evaluated, never trained: one row at epoch 0) are left out.
     """
     import pandas as pd
 
     keep = ["run_id", "kind", "dataset", "family", "granularity", "mode", "seed", "param"]
     frames = []
     for row in results.sort_values("run_id").itertuples(index=False):
+        if getattr(row, "family") == "ptq":
+            continue
         rel = getattr(row, "history")
         if not isinstance(rel, str) or not rel:
             continue
@@ -909,7 +1064,7 @@ def compression_table(results, tolerance: float = 0.01):
     """
     import pandas as pd
 
-    runs = results[results["kind"] == "run"]
+    runs = _thesis_runs(results)
     sizes = ["val_accuracy", "zip_bytes", "float_zip_bytes", "packed_bytes", "huffman_bytes", "float32_bytes",
              "unique_integers", "int_range", "bits_fixed"]
     all_settings = aggregate_seeds(runs, ["dataset", "family", "granularity", "mode", "param"], sizes)
@@ -1008,6 +1163,217 @@ def table_figure(display, title: str = ""):
     return fig
 
 
+# ---------------------------------------------------------------------------------------------------------------
+# Comparison of every method (thesis schemes and comparators) on the same data, network and seeds
+
+#: Metrics of the comparison: x axes of the figure (column, axis label, log scale) and the table's columns.
+COMPARISON_AXES = (("packed_bytes", "packed size of the quantized weights [kB] (log)", 10),
+                   ("mean_bits_fixed", "bits per weight, fixed width (mean over weights; log)", 2),
+                   ("entropy_bits_per_weight", "bits per weight, entropy of the integers (log)", 2))
+COMPARISON_METRICS = ("val_accuracy", "packed_bytes", "mean_bits_fixed", "entropy_bits_per_weight",
+                      "huffman_bytes", "zip_bytes", "unique_integers")
+_SETTING_KEYS = ["method", "granularity", "mode", "param", "variant"]
+
+
+def method_order(method: str) -> int:
+    return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
+def setting_label(method: str, param, variant=None) -> str:
+    """Readable swept value of a setting: ``λ=1e-10``, ``γ=1e-13``, ``4 bits``, ``budget 0.1``, ``start 8 bits``."""
+    if method == "float" or param is None or (isinstance(param, float) and math.isnan(param)):
+        text = "float32"
+    elif method == "nested":
+        text = f"λ={format_value(param)}"
+    elif method in TERMS:
+        text = f"γ={format_value(param)}"
+    elif method == "cgmq":
+        text = f"budget {format_value(param)}"
+    elif method == "layer_importance":
+        text = f"start {int(param)} bits"
+    else:
+        text = f"{int(param)} bits"
+    if isinstance(variant, str) and variant:
+        text += f" ({variant})"
+    return text
+
+
+def comparison_settings(results, dataset: str):
+    """Every setting of ``dataset`` (method × granularity × mode × param × variant, plus the float baseline as
+    method ``float`` with its float32 size and 32 bits per weight), with mean / sd / count over seeds of
+    :data:`COMPARISON_METRICS`, sorted by method, granularity, mode, param."""
+    import pandas as pd
+
+    df = results[results["dataset"] == dataset].copy()
+    if "method" not in df.columns:
+        df["method"] = df["family"]
+    if "variant" not in df.columns:
+        df["variant"] = None
+    base = df["kind"] == "baseline"
+    df.loc[base, "method"] = "float"
+    df.loc[base, "packed_bytes"] = df.loc[base, "float32_bytes"]
+    for col in ("mean_bits_fixed", "entropy_bits_per_weight"):
+        if col not in df.columns:
+            df[col] = float("nan")
+        df.loc[base, col] = 32.0
+    for col in COMPARISON_METRICS:
+        if col not in df.columns:
+            df[col] = float("nan")
+    for col in ("granularity", "mode", "variant"):
+        df[col] = df[col].where(df[col].notna(), "")
+    df["param"] = pd.to_numeric(df["param"], errors="coerce").fillna(-1.0)
+    if df.empty:
+        raise ValueError(f"No runs of {dataset} in the results table.")
+    agg = aggregate_seeds(df, _SETTING_KEYS, COMPARISON_METRICS)
+    agg["_m"] = agg["method"].map(method_order)
+    agg = agg.sort_values(["_m", "granularity", "mode", "param", "variant"], kind="mergesort").drop(columns="_m")
+    agg["param"] = agg["param"].where(agg["param"] >= 0)
+    agg["setting"] = [setting_label(m, p, v) for m, p, v in zip(agg["method"], agg["param"], agg["variant"])]
+    agg.insert(0, "dataset", dataset)
+    return agg.reset_index(drop=True)
+
+
+def pareto_mask(accuracy: Sequence[float], size: Sequence[float]) -> List[bool]:
+    """Which points are Pareto-optimal for maximal ``accuracy`` and minimal ``size``: no other point is at least
+    as accurate and at most as large, and better in one of the two (NaN points are never optimal)."""
+    pts = [(float(a), float(s)) for a, s in zip(accuracy, size)]
+    out = []
+    for i, (a, s) in enumerate(pts):
+        if math.isnan(a) or math.isnan(s):
+            out.append(False)
+            continue
+        dominated = any(not (math.isnan(a2) or math.isnan(s2)) and a2 >= a and s2 <= s and (a2 > a or s2 < s)
+                        for j, (a2, s2) in enumerate(pts) if j != i)
+        out.append(not dominated)
+    return out
+
+
+def pareto_points(results, dataset: str, size: str = "packed_bytes"):
+    """The Pareto-optimal settings of ``dataset`` over every method (maximal mean validation accuracy, minimal
+    mean ``size``), from the smallest to the largest, as a DataFrame (see :func:`comparison_settings`)."""
+    agg = comparison_settings(results, dataset)
+    front = agg[pareto_mask(agg["val_accuracy_mean"], agg[f"{size}_mean"])]
+    return front.sort_values([f"{size}_mean", "val_accuracy_mean"], ascending=[True, False],
+                             kind="mergesort").reset_index(drop=True)
+
+
+def _pm(mean, std, scale=1.0, digits=1) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "–"
+    return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
+
+
+def pareto_points_display(points):
+    """The Pareto table formatted for reading (accuracy in %, sizes in bytes, bits per weight)."""
+    import pandas as pd
+
+    rows = []
+    for r in points.itertuples(index=False):
+        rows.append({
+            "method": METHOD_NAMES.get(r.method, r.method),
+            "setting": r.setting,
+            "granularity / mode": " / ".join(x for x in (r.granularity, r.mode) if x) or "–",
+            "seeds": int(r.n_seeds),
+            "val acc %": _pm(r.val_accuracy_mean, r.val_accuracy_std, 100),
+            "packed bytes": f"{r.packed_bytes_mean:.0f}",
+            "bits/weight (fixed)": _pm(r.mean_bits_fixed_mean, r.mean_bits_fixed_std, digits=2),
+            "bits/weight (entropy)": _pm(r.entropy_bits_per_weight_mean, r.entropy_bits_per_weight_std, digits=2),
+        })
+    return pd.DataFrame(rows)
+
+
+def _method_styles(methods: Sequence[str]) -> Dict[str, dict]:
+    import seaborn as sns
+
+    palette = sns.color_palette("tab10", 10)
+    markers = {"float": "*", "nested": "o", "maxbin": "v", "inverse": "^", "difference": "<",
+               "reconstruction": ">", "ptq": "s", "fixed": "D", "lsq": "P", "cgmq": "X", "layer_importance": "h"}
+    styles = {}
+    for m in methods:
+        k = method_order(m)
+        styles[m] = {"color": "black" if m == "float" else palette[(k - 1) % 10], "marker": markers.get(m, "o")}
+    return styles
+
+
+def _short_label(method: str, param) -> str:
+    """The point label of a comparator setting in the comparison figure: ``4b`` (bits), ``0.1`` (CGMQ budget)."""
+    if param is None or (isinstance(param, float) and math.isnan(param)):
+        return ""
+    return format_value(param) if method == "cgmq" else f"{int(param)}b"
+
+
+def _plain_log_x(ax, base: int = 10) -> None:
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if base == 2:  # bits: 0.5, 1, 2, 4, 8, 16, 32
+        ax.xaxis.set_major_locator(LogLocator(base=2))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        return
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+
+
+def comparison_figure(results, dataset: str):
+    """Accuracy vs. size for every method of ``dataset`` on the same axes (one figure per dataset).
+
+    Panels: final validation accuracy against the packed size of the quantized weights (log x), the fixed-width
+    bits per weight and the entropy of the integers in bits per weight. Every setting of every method is one
+    point (mean over seeds, error bars ± one standard deviation in x and y); each method's own Pareto front in the
+    panel's plane (most accurate for its size) is drawn as a line; the float baseline as a star at its float32 size
+    / 32 bits and as a dashed accuracy line. Comparator points are labelled by their bits (``4b``) or CGMQ budget.
+    """
+    import matplotlib.pyplot as plt
+
+    agg = comparison_settings(results, dataset)
+    methods = sorted(agg["method"].unique(), key=method_order)
+    styles = _method_styles(methods)
+    fig, axes = plt.subplots(1, len(COMPARISON_AXES), figsize=(4.0 * len(COMPARISON_AXES), 4.2), sharey=True,
+                             squeeze=False)
+    axes = axes[0]
+    base = baseline_accuracy(results, dataset)
+    for ax, (metric, xlabel, log) in zip(axes, COMPARISON_AXES):  # log: base of the log x-axis
+        scale = 1e-3 if metric == "packed_bytes" else 1.0  # bytes -> kB
+        for m in methods:
+            a = agg[(agg["method"] == m) & agg[f"{metric}_mean"].notna()].copy()
+            if a.empty:
+                continue
+            a[f"{metric}_mean"] *= scale
+            a[f"{metric}_std"] *= scale
+            st = styles[m]
+            ax.errorbar(a[f"{metric}_mean"], a["val_accuracy_mean"], xerr=a[f"{metric}_std"],
+                        yerr=a["val_accuracy_std"], linestyle="none", marker=st["marker"], color=st["color"],
+                        markersize=7 if m == "float" else 4, alpha=0.55 if m != "float" else 1.0, elinewidth=0.6,
+                        capsize=1.5, label=METHOD_NAMES.get(m, m))
+            if m != "float" and len(a) > 1:
+                front = a[pareto_mask(a["val_accuracy_mean"], a[f"{metric}_mean"])].sort_values(f"{metric}_mean")
+                ax.plot(front[f"{metric}_mean"], front["val_accuracy_mean"], color=st["color"], linewidth=1.3,
+                        drawstyle="steps-post", marker=st["marker"], markersize=4)
+            if m in COMPARATORS:
+                for x, y, p in zip(a[f"{metric}_mean"], a["val_accuracy_mean"], a["param"]):
+                    ax.annotate(_short_label(m, p), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
+                                color=st["color"])
+        if base is not None:
+            ax.axhline(base, color="0.3", linestyle="--", linewidth=0.9)
+        if log:
+            ax.set_xscale("log", base=log, nonpositive="mask")
+            _plain_log_x(ax, log)
+        ax.set_xlabel(xlabel)
+    axes[0].set_ylabel("final validation accuracy")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.tight_layout()
+    ncol = min(len(labels), 6)
+    fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, 1.0), frameon=False,
+               markerscale=1.3)
+    runs = results[(results["dataset"] == dataset) & (results["kind"] == "run")]
+    n_seeds = sorted(set(runs.groupby(["family", "granularity", "mode", "param"], dropna=False).size()))
+    seeds = "–".join(str(n) for n in (n_seeds[:1] + n_seeds[-1:] if len(n_seeds) > 1 else n_seeds))
+    fig.suptitle(f"{dataset}: all methods, same data, network and seeds — mean ± sd over {seeds} seed(s); "
+                 "lines: each method's Pareto front; star / dashed: float baseline",
+                 y=1.02 + 0.065 * -(-len(labels) // ncol), va="bottom")
+    return fig
+
+
 _GPU_LOCKS: list = []  # open lock files of claimed GPUs, held until the process exits
 
 
@@ -1058,11 +1424,18 @@ __all__ = [
     "SCHEMA_PATH",
     "TABLE_FILES",
     "TERMS",
+    "COMPARATORS",
+    "METHODS",
     "aggregate_seeds",
     "baseline_accuracy",
     "baseline_id",
     "claim_gpu",
     "collect_results",
+    "comparison_datasets",
+    "comparison_figure",
+    "comparison_settings",
+    "comparison_stem",
+    "comparator_run_id",
     "compression_table",
     "count_runs",
     "curve_keys",
@@ -1082,6 +1455,10 @@ __all__ = [
     "nearest_value",
     "needs_fetch",
     "param_symbol",
+    "pareto_mask",
+    "pareto_points",
+    "pareto_points_display",
+    "pareto_table_stem",
     "pareto_figure",
     "pareto_stem",
     "pick_histogram_run",

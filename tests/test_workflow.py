@@ -20,7 +20,7 @@ from lqs_core import workflow as wf
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CONFIG = REPO / "config" / "smoke.yaml"
-FIGURE_RULES = ["fig_pareto", "fig_curves", "fig_histograms", "table_compression"]
+FIGURE_RULES = ["fig_pareto", "fig_curves", "fig_histograms", "table_compression", "fig_comparison"]
 
 
 def snakemake(workdir, *args, timeout=600):
@@ -66,7 +66,7 @@ def test_smoke_workflow_outputs(smoke_run):
         assert (workdir / "logs" / "smoke" / sub / f"{run.run_id}.ipynb").is_file()
     # every figure, as PNG and PDF, plus the table's CSV / Markdown
     outputs = [Path(workdir, p) for files in wf.figure_outputs(config, "figures/smoke").values() for p in files]
-    assert len(outputs) == 2 * (2 + 3 + 2 + 1) + 3
+    assert len(outputs) == 2 * (2 + 3 + 2 + 1) + 3 + 2 + 2  # + comparison figure (PNG, PDF) and Pareto table
     for path in outputs:
         assert path.is_file() and path.stat().st_size > 0, path
         if path.suffix == ".png":
@@ -75,6 +75,18 @@ def test_smoke_workflow_outputs(smoke_run):
             assert path.read_bytes()[:5] == b"%PDF-"
     compression = pd.read_csv(workdir / "figures" / "smoke" / "compression.csv")
     assert set(compression["family"]) == {"nested", "maxbin"}
+    # every comparator ran once, on the same data and seed, and is in the table with its method
+    assert sorted(table["method"]) == sorted(["float", "nested", "nested", "nested", "nested", "maxbin",
+                                              *wf.COMPARATORS])
+    comp = table[table["method"].isin(wf.COMPARATORS)].set_index("method")
+    assert (comp["seed"] == 42).all() and comp["val_accuracy"].between(0, 1).all()
+    assert (comp["packed_bytes"] > 0).all() and (comp["mean_bits_fixed"] > 0).all()
+    assert comp.loc["ptq", "scheme"] == "ptq_eval" and comp.loc["ptq", "bits_fixed"] <= 4
+    assert comp.loc["cgmq", "relative_bops"] <= 0.2 + 1e-9
+    assert isinstance(comp.loc["layer_importance", "layer_bits"], str)
+    points = pd.read_csv(workdir / "figures" / "smoke" / "pareto_points_digits.csv")
+    assert len(points) >= 1 and set(points["method"]) <= set(wf.METHODS)
+    assert (workdir / "figures" / "smoke" / "pareto_points_digits.md").read_text().startswith("| method |")
     assert not list(Path(workdir, "figures").rglob(".tmp-*"))
 
 

@@ -155,6 +155,10 @@ def test_names_agree_with_the_library():
     assert set(schema["$defs"]["granularity"]["enum"]) == set(granularity.GRANULARITIES)
     assert set(schema["$defs"]["loss_terms"]["properties"]["terms"]["properties"]) == set(losses.TERMS)
     assert set(schema["properties"]["datasets"]["properties"]) == set(data.DATASETS)
+    assert set(wf.COMPARATORS) - {"ptq"} == set(training.METHODS) - {"nested"}
+    assert set(training.BITS_METHODS) <= set(wf.COMPARATORS)
+    assert set(schema["$defs"]["comparators"]["properties"]) == set(wf.COMPARATORS) | {"seeds", "granularities",
+                                                                                        "modes"}
     train_keys = set(schema["$defs"]["train"]["properties"])
     assert train_keys <= set(training.RunConfig.field_names())
 
@@ -173,6 +177,11 @@ def test_smoke_expansion():
         "digits-nested-rowwise-lam0-ptq-s42",
         "digits-nested-rowwise-lam1e-08-ptq-s42",
         "digits-loss_terms-rowwise-maxbin1e-06-qat-s42",
+        "digits-ptq_eval-outputwise-b4-s42",
+        "digits-fixed-outputwise-b4-qat-s42",
+        "digits-lsq-outputwise-b4-qat-s42",
+        "digits-cgmq-scalar-bud0.2-qat-s42",
+        "digits-layer_importance-scalar-b8-qat-s42",
     ]
     by = wf.runs_by_id(runs)
     ptq = by["digits-nested-rowwise-lam1e-08-ptq-s42"]
@@ -203,6 +212,7 @@ def test_grid_counts():
     d["nested"]["thresholds"] = [0, 1e-11, 1e-10, 1e-9]
     d["loss_terms"] = {"terms": {"maxbin": [1e-8, 1e-7], "inverse": [1e-9]}, "granularities": ["rowwise"],
                        "modes": ["qat"]}
+    del d["comparators"]  # counted in test_comparator_expansion
     counts = wf.count_runs(config)
     assert counts == {"baseline": 3, "nested": 4 * 3 * 2 * 3, "maxbin": 2 * 3, "inverse": 1 * 3,
                       "total": 3 + 72 + 6 + 3}
@@ -213,7 +223,7 @@ def test_grid_counts():
     assert wf.needs_fetch(config) == ["mnist"] and wf.needs_fetch(smoke()) == []
 
 
-@pytest.mark.parametrize("name,total", [("smoke", 6)])
+@pytest.mark.parametrize("name,total", [("smoke", 11), ("demo", 78)])
 def test_profile_totals(name, total):
     assert wf.count_runs(load(name))["total"] == total
 
@@ -249,6 +259,146 @@ def test_figure_outputs_follow_the_sweeps():
     assert len(outs["fig_histograms"]) == 4
     assert sorted(os.path.basename(p) for p in outs["table_compression"]) == [
         "compression.csv", "compression.md", "compression.pdf", "compression.png", "compression_settings.csv"]
+    # the comparators get the comparison figure only, not Pareto / curves / histogram figures of their own
+    assert [os.path.basename(p) for p in outs["fig_comparison"]] == [
+        "comparison_digits.png", "comparison_digits.pdf", "pareto_points_digits.csv", "pareto_points_digits.md"]
+    config = smoke()
+    del config["datasets"]["digits"]["comparators"]
+    assert wf.figure_outputs(config, "f")["fig_comparison"] == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Comparators
+
+
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda c: c.update(lsq={"bits": [4, 9]}), "comparators.lsq.bits[1]: 9 must be <= 8"),
+    (lambda c: c.update(fixed={"bits": [1]}), "comparators.fixed.bits[0]: 1 must be >= 2"),
+    (lambda c: c.update(ptq={"bits": [4.5]}), "comparators.ptq.bits[0]: 4.5 is not of type 'integer'"),
+    (lambda c: c.update(cgmq={"budgets": [-0.1]}), "comparators.cgmq.budgets[0]: -0.1 must be >= 0.0625"),
+    (lambda c: c.update(cgmq={"budgets": [1.5]}), "comparators.cgmq.budgets[0]: 1.5 must be <= 1"),
+    (lambda c: c.update(cgmq={"budgets": [0.1], "gates": ["tensor"]}), "'tensor' is not one of layer, weight"),
+    (lambda c: c.update(lsqq={"bits": [4]}), "comparators: unknown key 'lsqq' (allowed: cgmq, fixed, granularities"),
+    (lambda c: c["lsq"].update(granularities=["rowwise"]), "'rowwise' is not one of scalar, outputwise"),
+    (lambda c: c.update(fixed={}), "comparators.fixed: 'bits' is a required property"),
+    (lambda c: c.update(layer_importance={"bits": [4], "budgets": [6]}),
+     "layer_importance.budgets: target mean bits 6 must be in min_bits..bits = 2..4"),
+    (lambda c: c.update(layer_importance={"bits": [4], "min_bits": 5}), "min_bits: 5 is more than the start bits 4"),
+    (lambda c: c.update(seeds=[7]), "comparators.seeds: [7] not among the seeds [42]"),
+])
+def test_bad_comparators_are_named(mutate, expected):
+    msg = bad(lambda c: mutate(c["datasets"]["digits"]["comparators"]))
+    assert expected in msg, msg
+
+
+def test_comparator_expansion():
+    runs = wf.runs_by_id(wf.expand_runs(smoke()))
+    ptq = runs["digits-ptq_eval-outputwise-b4-s42"]
+    assert ptq.family == "ptq" and ptq.mode is None and ptq.param == 4 and ptq.baseline == "digits-float-s42"
+    assert ptq.config == {"dataset": "digits", "scheme": "ptq_eval", "granularity": "outputwise", "bits": 4,
+                          "seed": 42, "epochs": 2,
+                          "float_weights": "results/smoke/baselines/digits-float-s42/model.keras"}
+    lsq = runs["digits-lsq-outputwise-b4-qat-s42"]
+    assert lsq.config == {"dataset": "digits", "scheme": "nested", "method": "lsq", "granularity": "outputwise",
+                          "mode": "qat", "bits": 4, "seed": 42, "epochs": 2}
+    cgmq = runs["digits-cgmq-scalar-bud0.2-qat-s42"]
+    assert cgmq.param == 0.2 and cgmq.config["budget"] == 0.2 and cgmq.config["method_options"] == {"gates": "layer"}
+    li = runs["digits-layer_importance-scalar-b8-qat-s42"]
+    assert li.config["bits"] == 8 and "budget" not in li.config and li.variant is None
+
+    # counts: ptq bits x granularities x seeds (no modes); trained comparators x modes; cgmq x gates; seeds subset
+    config = smoke()
+    config["seeds"] = [1, 2, 3]
+    config["datasets"]["digits"]["comparators"] = {
+        "seeds": [1, 2], "granularities": ["scalar", "outputwise"], "modes": ["qat", "ptq"],
+        "ptq": {"bits": [2, 3, 4, 8]},
+        "fixed": {"bits": [2, 4, 8], "modes": ["qat"]},
+        "lsq": {"bits": [2, 4, 8], "granularities": ["outputwise"]},
+        "cgmq": {"budgets": [0.0625, 0.1, 0.25], "gates": ["layer", "weight"], "granularities": ["scalar"],
+                 "direction": 3},
+        "layer_importance": {"bits": [8, 6], "budgets": [None, 4], "finetune_epochs": 1},
+    }
+    counts = wf.count_runs(config)
+    assert counts["ptq"] == 4 * 2 * 2
+    assert counts["fixed"] == 3 * 2 * 1 * 2
+    assert counts["lsq"] == 3 * 1 * 2 * 2
+    assert counts["cgmq"] == 3 * 2 * 1 * 2 * 2
+    assert counts["layer_importance"] == 2 * 2 * 2 * 2 * 2
+    all_runs = wf.expand_runs(config)
+    by = wf.runs_by_id(all_runs)
+    assert len(by) == len(all_runs) == counts["total"]
+    assert {r.seed for r in all_runs if r.family in wf.COMPARATORS} == {1, 2}
+    w = by["digits-cgmq-scalar-bud0.1-gweight-dir3-ptq-s2"]
+    assert w.variant == "gweight-dir3" and w.baseline == "digits-float-s2"
+    assert w.config["method_options"] == {"gates": "weight", "direction": 3}
+    li = by["digits-layer_importance-outputwise-b6-avg4-ft1-qat-s1"]
+    assert li.config["budget"] == 4.0 and li.config["method_options"] == {"finetune_epochs": 1}
+    assert li.variant == "avg4-ft1"
+    from lqs_core import training
+
+    for run in all_runs:
+        if run.family in wf.COMPARATORS:
+            cfg = training.RunConfig.from_dict(run.config)
+            assert training.run_id(cfg).startswith(run.run_id), (run.run_id, training.run_id(cfg))
+    # the comparators draw no Pareto / curves / histogram figures of their own
+    assert wf.sweep_families(config) == [("digits", "nested"), ("digits", "maxbin")]
+
+
+@pytest.mark.parametrize("name", ["demo", "quick", "thesis"])
+def test_every_profile_runs_every_comparator(name):
+    config = wf.validate_config(load(name))
+    counts = wf.count_runs(config)
+    assert all(counts.get(c, 0) > 0 for c in wf.COMPARATORS), counts
+    assert wf.comparison_datasets(config) == [d for d in wf.DATASETS if d in config["datasets"]]
+    if name == "thesis":
+        for spec in config["datasets"].values():
+            comp = spec["comparators"]
+            assert comp["ptq"]["bits"] == [2, 3, 4, 8]
+            assert comp["fixed"]["bits"] == comp["lsq"]["bits"] == list(range(2, 9))
+        assert counts["ptq"] == 3 * 4 * 2 * 5  # datasets x bits x granularities x seeds
+
+
+def test_pareto_mask_and_comparison_from_synthetic_results(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    assert wf.pareto_mask([0.9, 0.8, 0.95, 0.7, float("nan")], [10, 5, 20, 6, 1]) == [True, True, True, False,
+                                                                                        False]
+    rows = [{"run_id": "b", "kind": "baseline", "dataset": "digits", "family": "float", "method": "float",
+             "seed": 42, "val_accuracy": 0.96, "float32_bytes": 40000}]
+    for seed, noise in ((42, 0.0), (43, 0.01)):
+        for method, param, acc, size, bits in (("nested", 0.0, 0.97, 20000, 10.0), ("nested", 1e-9, 0.95, 6000, 5.0),
+                                               ("ptq", 2.0, 0.40, 1500, 2.0), ("ptq", 8.0, 0.96, 5000, 8.0),
+                                               ("lsq", 4.0, 0.955, 3000, 4.0), ("cgmq", 0.1, 0.90, 2800, 3.2)):
+            rows.append({"run_id": f"{method}{param}-{seed}", "kind": "run", "dataset": "digits", "family": method,
+                         "method": method, "granularity": "outputwise", "mode": None if method == "ptq" else "qat",
+                         "seed": seed, "param": param, "variant": None, "val_accuracy": acc + noise,
+                         "packed_bytes": size, "mean_bits_fixed": bits, "entropy_bits_per_weight": bits - 0.5,
+                         "huffman_bytes": size, "zip_bytes": size, "unique_integers": 10, "float32_bytes": 40000})
+    results = pd.DataFrame(rows)
+    settings = wf.comparison_settings(results, "digits")
+    assert settings["method"].tolist() == ["float", "nested", "nested", "ptq", "ptq", "lsq", "cgmq"]
+    assert (settings.loc[settings["method"] != "float", "n_seeds"] == 2).all()
+    assert settings.loc[0, "packed_bytes_mean"] == 40000 and settings.loc[0, "mean_bits_fixed_mean"] == 32
+    assert settings["setting"].tolist()[:4] == ["float32", "λ=0", "λ=1e-9", "2 bits"]
+    points = wf.pareto_points(results, "digits")
+    assert [(m, p) for m, p in zip(points["method"], points["param"])] == [
+        ("ptq", 2.0), ("cgmq", 0.1), ("lsq", 4.0), ("ptq", 8.0), ("nested", 0.0)]
+    md = wf.to_markdown(wf.pareto_points_display(points))
+    assert md.startswith("| method | setting |") and "LSQ" in md and md.count("\n") == 2 + len(points)
+    wf.set_style()
+    fig = wf.comparison_figure(results, "digits")
+    assert len(fig.axes) == 3 and fig.axes[0].get_xscale() == "log"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend == [wf.METHOD_NAMES[m] for m in ("float", "nested", "ptq", "lsq", "cgmq")]
+    paths = wf.savefig(fig, tmp_path / "a")
+    plt.close(fig)
+    fig = wf.comparison_figure(results, "digits")
+    again = wf.savefig(fig, tmp_path / "b")
+    plt.close(fig)
+    assert [Path(p).read_bytes() for p in paths] == [Path(p).read_bytes() for p in again]
 
 
 def test_format_value_and_ids():
@@ -273,7 +423,8 @@ def fake_results(tmp_path, seeds=(42, 43)):
         d = Path(run.directory(tmp_path))
         d.mkdir(parents=True)
         p = run.param or 0.0
-        level = 0 if run.kind == "baseline" else int(np.log10(p)) + 13 if p > 0 else 0  # 0, 3, 5
+        level = 0 if run.kind == "baseline" or run.family in wf.COMPARATORS else int(np.log10(p)) + 13 if p > 0 else 0
+        # level: 0, 3, 5 for λ = 0, 1e-10, 1e-8
         acc = 0.97 - 0.05 * (level == 5) + rng.normal(0, 0.005)
         epochs = 3
         hist = pd.DataFrame({"epoch": range(1, epochs + 1), "loss": [1.0, 0.5, 0.3], "accuracy": [0.8, 0.9, acc],
@@ -306,6 +457,13 @@ def test_collect_results(tmp_path):
     assert lt["term"] == "maxbin" and lt["gamma"] == 1e-6 and pd.isna(lt["threshold"])
     nested = table[table["family"] == "nested"]
     assert nested["threshold"].tolist() == nested["param"].tolist()
+    # the method column: float, nested, the loss term, the comparator
+    assert set(table["method"]) == {"float", "nested", "maxbin"} | set(wf.COMPARATORS)
+    assert (table["method"] == table["family"]).all()
+    comp = table[table["method"].isin(wf.COMPARATORS) & (table["seed"] == 42)].set_index("method")
+    assert comp["threshold"].isna().all()
+    assert comp.loc["ptq", "scheme"] == "ptq_eval" and pd.isna(comp.loc["ptq", "mode"])
+    assert comp.loc["lsq", "param"] == 4 and comp.loc["cgmq", "param"] == 0.2
     assert "float_weights" not in table.columns and "lr_schedule" in table.columns
     # deterministic file, identical on rewrite; readable back
     path = tmp_path / "results.csv"
@@ -398,7 +556,7 @@ def test_figures_from_synthetic_results(tmp_path):
     plt.close(fig)
 
     histories = wf.load_histories(results, str(tmp_path / "res"))
-    assert set(histories["run_id"]) == set(results["run_id"])
+    assert set(histories["run_id"]) == set(results.loc[results["family"] != "ptq", "run_id"])
     assert wf.curve_keys(results) == [("digits", "nested", "qat"), ("digits", "nested", "ptq"),
                                       ("digits", "maxbin", "qat")]
     fig = wf.curves_figure(histories, "digits", "nested", "qat")
@@ -464,6 +622,7 @@ def test_claim_gpu_takes_a_free_device(tmp_path, monkeypatch):
     (lambda c: c["datasets"]["digits"]["nested"].update(thresholds=[-1e-10]), "thresholds[0]: -1e-10 must be >= 0"),
     (lambda c: c["datasets"]["digits"].update(granularities=["blockwise"]), "'blockwise' is not one of"),
     (lambda c: c.update(epochs=3), "unknown key 'epochs'"),
+    (lambda c: c["datasets"]["digits"]["comparators"]["lsq"].update(bits=[16]), "lsq.bits[0]: 16 must be <= 8"),
 ])
 def test_snakemake_rejects_bad_config(tmp_path, mutate, expected):
     config = smoke()
