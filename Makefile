@@ -38,6 +38,13 @@ reproduce: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg
 
+# Tables, figures and the profile's report (RESULTS.md for quick_cpu) again from the stored results, without
+# training: only the aggregation, figure and report rules may run (a missing run is an error, not a retraining).
+FIGURE_RULES := results fig_pareto fig_curves fig_histograms table_compression fig_comparison report all
+
+figures: $(STAMP)
+	$(BIN)/snakemake --cores 2 --configfile $(CONFIG) --allowed-rules $(FIGURE_RULES) --forcerun results
+
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
 

@@ -67,7 +67,10 @@ TF_ENV = (
     "OMP_NUM_THREADS={threads} TF_NUM_INTRAOP_THREADS={threads} TF_NUM_INTEROP_THREADS=1 "
     "TF_CPP_MIN_LOG_LEVEL=3 TF_DETERMINISTIC_OPS=1 PYTHONHASHSEED=0"
 )
-PAPERMILL = "papermill --kernel python3 --no-progress-bar --log-level WARNING"
+# The Python that runs Snakemake runs the jobs too (papermill, the fetch step), so a virtual environment works
+# without being activated (`.venv/bin/snakemake ...`, as `make reproduce` calls it).
+PYTHON = shlex.quote(sys.executable)
+PAPERMILL = PYTHON + " -m papermill --kernel python3 --no-progress-bar --log-level WARNING"
 
 wildcard_constraints:
     run="[A-Za-z0-9._+-]+",
@@ -80,14 +83,19 @@ localrules:
     fetch,
 
 
+REPORT = CFG.get("report")
+
+
 rule all:
     input:
         f"{RESULTS}/results.csv",
         [f for files in FIGURE_OUTPUTS.values() for f in files],
+        [REPORT["output"]] if REPORT else [],
 
 
 def _fetch_marker(dataset):
-    return [f"{RESULTS}/data/{dataset}.json"] if dataset in FETCH else []
+    # ancient(): stored runs are not redone because the marker is newer than them (e.g. after a git clone).
+    return [ancient(f"{RESULTS}/data/{dataset}.json")] if dataset in FETCH else []
 
 
 def _run(wildcards):
@@ -103,7 +111,7 @@ rule fetch:
     params:
         data_dir=CFG.get("data_dir") or "-",  # "-": none ($LQS_DATA_DIR, else the Keras cache)
     shell:
-        "TF_CPP_MIN_LOG_LEVEL=3 python -c \"import json, sys; from lqs_core import data; "
+        "TF_CPP_MIN_LOG_LEVEL=3 " + PYTHON + " -c \"import json, sys; from lqs_core import data; "
         "path = data.fetch(sys.argv[1], data_dir=None if sys.argv[2] == '-' else sys.argv[2]); "
         "json.dump({{'dataset': sys.argv[1], 'path': str(path)}}, open(sys.argv[3], 'w'))\" "
         "{wildcards.dataset} {params.data_dir:q} {output:q} > {log:q} 2>&1"
@@ -288,3 +296,24 @@ rule table_compression:
         "figures: compression table"
     shell:
         FIGURE_SHELL
+
+
+if REPORT:
+
+    rule report:
+        # The profile's report (e.g. RESULTS.md): the thesis' numbers beside ours, rendered from the results table
+        # and the runs' integer files by lqs_core/report.py; no training.
+        input:
+            results=f"{RESULTS}/results.csv",
+            template=os.path.join(REPO, REPORT["template"]),
+            code=[os.path.join(REPO, "lqs_core", "report.py"), FIGURE_CODE],
+        output:
+            REPORT["output"],
+        log:
+            f"{LOGS}/report.log",
+        params:
+            config=json.dumps(CFG, sort_keys=True),
+        message:
+            "report {output}"
+        shell:
+            "TF_CPP_MIN_LOG_LEVEL=3 " + PYTHON + " -m lqs_core.report --config-json {params.config:q} > {log:q} 2>&1"

@@ -184,13 +184,15 @@ def validate_config(config, schema: Optional[dict] = None, source: str = "workfl
                     if budget is not None and not min_bits <= budget <= bits:
                         problems.append(f"datasets.{name}.comparators.layer_importance.budgets: target mean bits "
                                         f"{budget} must be in min_bits..bits = {min_bits}..{bits}")
+            dseeds = spec.get("seeds", config["seeds"])
             cseeds = comp.get("seeds")
-            if cseeds is not None and not set(cseeds) <= set(config["seeds"]):
-                problems.append(f"datasets.{name}.comparators.seeds: {sorted(set(cseeds) - set(config['seeds']))} "
-                                f"not among the seeds {config['seeds']}")
+            if cseeds is not None and not set(cseeds) <= set(dseeds):
+                problems.append(f"datasets.{name}.comparators.seeds: {sorted(set(cseeds) - set(dseeds))} "
+                                f"not among the seeds {dseeds}")
         fig = (config.get("figures") or {}).get("histograms") or {}
-        if fig.get("seed") is not None and fig["seed"] not in config["seeds"]:
-            problems.append(f"figures.histograms.seed: {fig['seed']} is not one of the seeds {config['seeds']}")
+        all_seeds = sorted({s for spec in config.get("datasets", {}).values() for s in spec.get("seeds", config["seeds"])})
+        if fig.get("seed") is not None and fig["seed"] not in all_seeds:
+            problems.append(f"figures.histograms.seed: {fig['seed']} is not one of the seeds {all_seeds}")
     if problems:
         raise ConfigError(f"Invalid {source}:\n  - " + "\n  - ".join(problems))
     config.setdefault("threads", 1)
@@ -349,6 +351,11 @@ def _train_fields(config: Mapping, dataset: str) -> dict:
     return fields
 
 
+def dataset_seeds(config: Mapping, dataset: str) -> List[int]:
+    """Seeds of ``dataset``'s runs: its own ``seeds`` key, else the profile's ``seeds``."""
+    return list(config["datasets"][dataset].get("seeds", config["seeds"]))
+
+
 def expand_runs(config: Mapping, results_dir: Optional[str] = None) -> List[Run]:
     """Every run of the (validated) ``config``: baselines first, then the sweep points, in a fixed order.
 
@@ -357,16 +364,16 @@ def expand_runs(config: Mapping, results_dir: Optional[str] = None) -> List[Run]
     """
     config = validate_config(config)
     results_dir = results_dir or os.path.join("results", config["name"])
-    seeds = list(config["seeds"])
     runs: List[Run] = []
     for dataset in (d for d in DATASETS if d in config["datasets"]):
         train = _train_fields(config, dataset)
-        for seed in seeds:
+        for seed in dataset_seeds(config, dataset):
             cfg = {"dataset": dataset, "scheme": "float", "seed": seed, **train}
             runs.append(Run(baseline_id(dataset, seed), "baseline", dataset, "float", None, None, None, seed, cfg))
     for dataset in (d for d in DATASETS if d in config["datasets"]):
         spec = config["datasets"][dataset]
         train = _train_fields(config, dataset)
+        seeds = dataset_seeds(config, dataset)
         sweeps = []  # (family, scheme, [param], {config fields for param})
         if spec.get("nested"):
             sweeps.append(("nested", "nested", spec["nested"]["thresholds"]))

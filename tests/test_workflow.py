@@ -20,14 +20,17 @@ from lqs_core import workflow as wf
 REPO = Path(__file__).resolve().parent.parent
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 CONFIG = REPO / "config" / "smoke.yaml"
-FIGURE_RULES = ["fig_pareto", "fig_curves", "fig_histograms", "table_compression", "fig_comparison"]
+# `make figures`: only the aggregation, figure and report rules may run, the results table is rebuilt
+FIGURE_RULES = ["results", "fig_pareto", "fig_curves", "fig_histograms", "table_compression", "fig_comparison",
+                "report", "all"]
+MAKE_FIGURES = ["--allowed-rules", *FIGURE_RULES, "--forcerun", "results"]
 
 
 def snakemake(workdir, *args, timeout=600):
     env = dict(os.environ)
     env.pop("SNAKEMAKE_PROFILE", None)
-    # the venv's papermill/jupyter must be found by the jobs' shell commands
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    # PATH is left alone: the jobs must find papermill through the Python running Snakemake, as in
+    # `.venv/bin/snakemake ...` without an activated environment (what `make reproduce` runs)
     cmd = [SNAKEMAKE, "-s", str(REPO / "Snakefile"), "--directory", str(workdir), "--configfile", str(CONFIG),
            "--cores", "2", *args]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -88,6 +91,10 @@ def test_smoke_workflow_outputs(smoke_run):
     assert len(points) >= 1 and set(points["method"]) <= set(wf.METHODS)
     assert (workdir / "figures" / "smoke" / "pareto_points_digits.md").read_text().startswith("| method |")
     assert not list(Path(workdir, "figures").rglob(".tmp-*"))
+    # the profile's report, rendered from the results table
+    report = (workdir / "results" / "smoke" / "report.md").read_text()
+    assert report.startswith("# Smoke report") and f"{len(runs)} runs in the results table" in report
+    assert "| digits |" in report and "{{" not in report
 
 
 @pytest.mark.slow
@@ -107,10 +114,17 @@ def test_smoke_workflow_is_up_to_date_and_figures_reproduce(smoke_run):
     assert proc.returncode == 0, out[-3000:]
     assert {p: p.stat().st_mtime_ns for p in watched} == mtimes
 
-    # forcing only the figure rules rewrites the figures byte for byte (and retrains nothing)
-    proc, out = snakemake(workdir, "--forcerun", *FIGURE_RULES)
+    # `make figures`: the table, figures and report again from the stored runs, byte for byte, nothing retrained
+    proc, out = snakemake(workdir, *MAKE_FIGURES)
     assert proc.returncode == 0, out[-3000:]
     assert all(p.stat().st_mtime_ns > mtimes[p] for p in figures)
     runs = [p for p in watched if p.name == "metrics.json"]
     assert {p: p.stat().st_mtime_ns for p in runs} == {p: mtimes[p] for p in runs}
     assert hashes(watched) == before
+
+    # ... and with a run missing it stops instead of training it
+    missing = runs[0]
+    missing.unlink()
+    proc, out = snakemake(workdir, *MAKE_FIGURES)
+    assert proc.returncode != 0 and not missing.exists(), out[-3000:]
+    assert "Missing input files for rule results" in out and str(missing.relative_to(workdir)) in out, out[-3000:]

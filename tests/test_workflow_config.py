@@ -19,7 +19,7 @@ import yaml
 from lqs_core import workflow as wf
 
 REPO = Path(__file__).resolve().parent.parent
-PROFILES = ["smoke", "demo", "quick", "thesis"]
+PROFILES = ["smoke", "demo", "quick", "quick_cpu", "thesis"]
 
 
 def load(name):
@@ -226,6 +226,35 @@ def test_grid_counts():
 @pytest.mark.parametrize("name,total", [("smoke", 11), ("demo", 78)])
 def test_profile_totals(name, total):
     assert wf.count_runs(load(name))["total"] == total
+
+
+def test_dataset_seeds_override_the_profile_seeds():
+    config = smoke()
+    config["datasets"]["mnist"] = copy.deepcopy(config["datasets"]["digits"])
+    config["datasets"]["mnist"]["seeds"] = [7]
+    del config["datasets"]["mnist"]["comparators"]
+    runs = wf.expand_runs(config)
+    assert {r.seed for r in runs if r.dataset == "mnist"} == {7}
+    assert {r.seed for r in runs if r.dataset == "digits"} == {42}
+    assert "digits-float-s42" in wf.runs_by_id(runs) and "mnist-float-s7" in wf.runs_by_id(runs)
+    # comparator seeds must be among the dataset's own seeds
+    config["datasets"]["mnist"]["comparators"] = {"seeds": [42], "ptq": {"bits": [4]}}
+    with pytest.raises(wf.ConfigError, match=r"mnist.comparators.seeds: \[42\] not among the seeds \[7\]"):
+        wf.validate_config(config)
+    config["datasets"]["mnist"]["seeds"] = [-1]
+    with pytest.raises(wf.ConfigError, match=r"datasets.mnist.seeds\[0\]: -1"):
+        wf.validate_config(config)
+
+
+def test_quick_cpu_profile_is_the_documented_cut():
+    config = wf.validate_config(load("quick_cpu"))
+    runs = wf.expand_runs(config)
+    mnist = [r for r in runs if r.dataset == "mnist"]
+    assert {r.seed for r in mnist if r.family == "nested"} == {42, 43}
+    assert {r.seed for r in runs if r.dataset == "cifar10"} == {42}
+    assert all(r.config["epochs"] == 20 and r.config["batch_size"] == 32 and r.config["learning_rate"] == 1e-4
+               and r.config.get("max_train") is None for r in mnist)  # Table 4.1 settings, all 60 000 images
+    assert config["report"]["output"] == "RESULTS.md"
 
 
 def test_thesis_profile_is_spec_section_4():

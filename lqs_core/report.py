@@ -1,0 +1,337 @@
+"""The thesis' reported numbers beside ours: the tables of ``RESULTS.md``, rendered from a results table.
+
+A report is a Markdown template with placeholders ``{{name}}``; :func:`report_values` computes every placeholder
+from a profile's stored results (``results/<name>/results.csv`` and the runs' integer files) and the thesis'
+numbers in :data:`THESIS` (read off the thesis, SPEC §4 "Reported numbers", and the SPEC's reference runs of the
+author's layer). Nothing is trained. The workflow's ``report`` rule calls
+
+    python -m lqs_core.report --config config/quick_cpu.yaml
+
+which renders the template named in the config's ``report`` section. An unknown placeholder is an error, so the
+template and the code cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import re
+from typing import Dict, List, Mapping, Optional
+
+from lqs_core import workflow as wf
+
+MB = 1e6  # the thesis' sizes are in MB; 1 MB = 10^6 bytes here
+
+#: The thesis' numbers (SPEC §4). ``text``: what the thesis says; ``reference``: the SPEC's runs of the thesis
+#: author's published layer (TF 2.21 / Keras 3, real MNIST, Table 4.1 settings, row-wise, seed 42, 2-core CPU).
+THESIS = {
+    "mnist": {
+        "float_accuracy": 0.9636,  # reference run, plain Dense
+        "nested": {  # λ: (thesis text / figures, reference run (accuracy, unique, min, max))
+            0.0: ("≈2·10⁴ unique integers", (0.9621, 20165, -18977, 17925)),
+            1e-11: ("≈70 unique integers", (0.9620, 72, -37, 34)),
+            1e-10: ("≈96 %, ≈20 unique (text: 24 unique, −12…11, 5 bits)", (0.9594, 20, -10, 9)),
+            1e-9: ("≈93 %, ≈8 unique", (0.9296, 8, -4, 4)),
+            1e-8: ("26–40 %, ≈4 unique", None),
+        },
+        "sizes": {  # (family, param): thesis zipped MB
+            ("float", None): 0.36,
+            ("nested", 1e-10): 0.05,
+            ("difference", 1e-7): 0.03,
+            ("maxbin", 1e-8): 0.04,
+            ("inverse", 1e-9): 0.04,
+        },
+    },
+    "cifar10": {
+        "float_accuracy": 0.85,
+        "nested": {  # λ: thesis accuracy (low, high), text
+            1e-11: ((0.85, 0.85), "≈85 %; row-wise range −22…32"),
+            1e-10: ((0.83, 0.83), "≈83 %"),
+            1e-9: ((0.81, 0.81), "≈81 %"),
+            1e-8: ((0.60, 0.69), "60–69 %"),
+        },
+        "sizes": {("float", None): 1.02, ("nested", 1e-11): 0.16},
+    },
+}
+
+#: Full training-set sizes and the thesis' epochs, for the time estimate of the ``thesis`` profile.
+THESIS_TRAINING = {"mnist": (60000, 20), "cifar10": (50000, 100), "imagenette": (9469, 100)}
+
+
+class ReportError(ValueError):
+    """A template placeholder without a value, or results that lack what the report needs."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Formatting
+
+
+def _pct(x, digits: int = 2) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.{digits}f}"
+
+
+def _pm_pct(values) -> str:
+    """``mean ± sd`` in % over seeds (sd with ddof 1; just the value for one seed)."""
+    values = [float(v) for v in values]
+    if not values:
+        return "–"
+    mean = sum(values) / len(values)
+    if len(values) == 1:
+        return f"{100 * mean:.2f}"
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+    return f"{100 * mean:.2f} ± {100 * sd:.2f}"
+
+
+def _per_seed(values, fmt="{:.0f}") -> str:
+    return " / ".join(fmt.format(v) for v in values) if len(values) else "–"
+
+
+def _mb(x) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x / MB:.3f}"
+
+
+def _lam(x) -> str:
+    return "float" if x is None else wf.format_value(x)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Selections
+
+
+def _runs(results, dataset: str, family: str, granularity: Optional[str] = None, mode: str = "qat"):
+    df = results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == family)]
+    if granularity is not None:
+        df = df[df["granularity"] == granularity]
+    if "mode" in df.columns:
+        df = df[df["mode"] == mode]
+    return df.sort_values("seed")
+
+
+def _baselines(results, dataset: str):
+    return results[(results["dataset"] == dataset) & (results["kind"] == "baseline")].sort_values("seed")
+
+
+def _at(df, param: float):
+    return df[[math.isclose(float(p), param, rel_tol=1e-9, abs_tol=0.0) for p in df["param"]]]
+
+
+def per_tensor_unique(results_dir: str, integers_path: str) -> List[int]:
+    """Unique integers of every quantized tensor of a run (in the model's order), from its integer file."""
+    from lqs_core.export import read_integers
+
+    integers, _ = read_integers(os.path.join(results_dir, integers_path))
+    import numpy as np
+
+    return [int(np.unique(q).size) for q in integers.values()]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tables
+
+
+def mnist_nested_table(results, results_dir: str, granularity: str = "rowwise"):
+    """MNIST nested scheme per λ: thesis text, the reference run and ours (accuracy mean ± sd over seeds, unique
+    integers and range per seed, unique per tensor W1, b1, W2, b2 of the first seed, zipped size)."""
+    import pandas as pd
+
+    ref = THESIS["mnist"]
+    runs = _runs(results, "mnist", "nested", granularity)
+    base = _baselines(results, "mnist")
+    rows = [{
+        "λ": "float (plain Dense)", "thesis": "≈96 % at λ ≤ 1e-10",
+        "reference run: acc % · unique · range": f"{_pct(ref['float_accuracy'])} · – · –",
+        "ours: val acc %": _pm_pct(base["val_accuracy"]), "ours: unique (per seed)": "–",
+        "ours: range (per seed)": "–", "ours: unique W1, b1, W2, b2": "–",
+        "ours: zip MB": _mb(base["float_zip_bytes"].mean()) if len(base) else "–",
+    }]
+    for lam in sorted(set(float(p) for p in runs["param"])):
+        at = _at(runs, lam)
+        text, refrun = ref["nested"].get(lam, ("–", None))
+        ref_cell = "–" if refrun is None else f"{_pct(refrun[0])} · {refrun[1]} · {refrun[2]}…{refrun[3]}"
+        first = at.iloc[0]
+        tensors = per_tensor_unique(results_dir, first["integers"]) if isinstance(first["integers"], str) else []
+        rows.append({
+            "λ": _lam(lam), "thesis": text, "reference run: acc % · unique · range": ref_cell,
+            "ours: val acc %": _pm_pct(at["val_accuracy"]),
+            "ours: unique (per seed)": _per_seed(list(at["unique_integers"])),
+            "ours: range (per seed)": " / ".join(f"{int(a)}…{int(b)}" for a, b in zip(at["int_min"], at["int_max"])),
+            "ours: unique W1, b1, W2, b2": ", ".join(map(str, tensors)) + f" (seed {int(first['seed'])})",
+            "ours: zip MB": _mb(at["zip_bytes"].mean()),
+        })
+    return pd.DataFrame(rows)
+
+
+def sizes_table(results, dataset: str, granularity: str):
+    """The thesis' zipped sizes against ours (zip of int8 ``.npy`` as the thesis, fixed-width packed, Huffman),
+    with accuracy; factors relative to our zipped float32 model."""
+    import pandas as pd
+
+    ref = THESIS[dataset]["sizes"]
+    base = _baselines(results, dataset)
+    float_zip = float(base["float_zip_bytes"].mean()) if len(base) else float("nan")
+    rows = []
+    for (family, param), thesis_mb in ref.items():
+        if family == "float":
+            at, setting = base, "float32"
+            sizes = {"zip": float_zip, "packed": float(base["float32_bytes"].mean()) if len(base) else float("nan"),
+                     "huffman": float("nan")}
+        else:
+            gran = granularity if family == "nested" else "rowwise" if dataset == "mnist" else granularity
+            at = _at(_runs(results, dataset, family, gran), param)
+            setting = f"{wf.family_title(family).split(' (')[0]}, {gran}, {wf.param_symbol(family)}={_lam(param)}"
+            sizes = {k: float(at[f"{k}_bytes"].mean()) if len(at) else float("nan")
+                     for k in ("zip", "packed", "huffman")}
+        thesis_factor = ref[("float", None)] / thesis_mb
+        rows.append({
+            "setting": setting, "thesis zip MB (×)": f"{thesis_mb:.2f} ({thesis_factor:.1f}×)",
+            "ours zip MB (×)": "–" if not len(at) else f"{_mb(sizes['zip'])} ({float_zip / sizes['zip']:.1f}×)",
+            "ours packed MB": _mb(sizes["packed"]), "ours Huffman MB": _mb(sizes["huffman"]),
+            "ours val acc %": _pm_pct(at["val_accuracy"]) if len(at) else "not run", "seeds": len(at),
+        })
+    return pd.DataFrame(rows)
+
+
+def cifar_nested_table(results, granularity: str = "channelwise"):
+    """CIFAR-10 nested scheme per λ: the thesis' accuracy and its drop from the float baseline beside ours."""
+    import pandas as pd
+
+    ref = THESIS["cifar10"]
+    runs = _runs(results, "cifar10", "nested", granularity)
+    base = _baselines(results, "cifar10")
+    ours_float = float(base["val_accuracy"].mean()) if len(base) else float("nan")
+    rows = [{"λ": "float", "thesis val acc %": f"≈{_pct(ref['float_accuracy'], 0)}", "thesis drop (points)": "–",
+             "ours val acc %": _pm_pct(base["val_accuracy"]), "ours drop (points)": "–",
+             "ours unique": "–", "ours range": "–", "ours zip MB": _mb(base["float_zip_bytes"].mean())}]
+    for lam in sorted(set(float(p) for p in runs["param"])):
+        at = _at(runs, lam)
+        thesis = ref["nested"].get(lam)
+        if thesis is None:
+            t_acc, t_drop = "–", "–"
+        else:
+            (lo, hi), text = thesis
+            t_acc = text
+            d_lo, d_hi = 100 * (ref["float_accuracy"] - hi), 100 * (ref["float_accuracy"] - lo)
+            t_drop = f"{d_lo:.0f}" if math.isclose(d_lo, d_hi) else f"{d_lo:.0f}–{d_hi:.0f}"
+        acc = float(at["val_accuracy"].mean())
+        rows.append({
+            "λ": _lam(lam), "thesis val acc %": t_acc, "thesis drop (points)": t_drop,
+            "ours val acc %": _pm_pct(at["val_accuracy"]), "ours drop (points)": f"{100 * (ours_float - acc):.1f}",
+            "ours unique": _per_seed(list(at["unique_integers"])),
+            "ours range": " / ".join(f"{int(a)}…{int(b)}" for a, b in zip(at["int_min"], at["int_max"])),
+            "ours zip MB": _mb(at["zip_bytes"].mean()),
+        })
+    return pd.DataFrame(rows)
+
+
+def comparison_table(results, dataset: str):
+    """Every method of ``dataset`` on the same numbers (accuracy, packed size, bits per weight): the workflow's
+    comparison settings, formatted like its Pareto table, with a column marking the Pareto-optimal settings."""
+    settings = wf.comparison_settings(results, dataset)
+    optimal = wf.pareto_mask(settings["val_accuracy_mean"], settings["packed_bytes_mean"])
+    display = wf.pareto_points_display(settings)
+    display.insert(len(display.columns), "unique ints", [f"{v:.0f}" for v in settings["unique_integers_mean"]])
+    display.insert(len(display.columns), "Pareto-optimal", ["yes" if o else "" for o in optimal])
+    return display
+
+
+def timing_table(results, thesis_config: Optional[Mapping] = None):
+    """Measured training time per dataset (the runs' ``train_seconds``: fitting and evaluation, without process
+    start-up), and the time the ``thesis`` profile would take at the same speed per training image and epoch."""
+    import pandas as pd
+
+    thesis_runs = {}
+    if thesis_config is not None:
+        for run in wf.expand_runs(thesis_config):
+            if run.family != "ptq":
+                thesis_runs[run.dataset] = thesis_runs.get(run.dataset, 0) + 1
+    rows = []
+    for dataset in (d for d in wf.DATASETS if d in set(results["dataset"])):
+        df = results[(results["dataset"] == dataset) & (results["family"] != "ptq")]
+        trained = df[df["train_seconds"] > 0]
+        image_epochs = (trained["n_train"] * trained["epochs"]).astype(float)
+        per_image_epoch = float((trained["train_seconds"] / image_epochs).median())
+        n, epochs = THESIS_TRAINING.get(dataset, (0, 0))
+        estimate = thesis_runs.get(dataset, 0) * n * epochs * per_image_epoch
+        rows.append({
+            "dataset": dataset, "trained runs": len(trained),
+            "training images × epochs per run": " / ".join(sorted({f"{int(a)} × {int(b)}" for a, b in
+                                                                    zip(trained["n_train"], trained["epochs"])})),
+            "total training time (h)": f"{trained['train_seconds'].sum() / 3600:.2f}",
+            "median per run (min)": f"{trained['train_seconds'].median() / 60:.1f}",
+            "ms per image-epoch (median)": f"{1000 * per_image_epoch:.3f}",
+            "thesis profile: trained runs": thesis_runs.get(dataset, 0),
+            "thesis profile at this speed (CPU-days)": f"{estimate / 86400:.1f}" if estimate else "–",
+        })
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Values and rendering
+
+
+def report_values(results, results_dir: str, thesis_config: Optional[Mapping] = None) -> Dict[str, str]:
+    """Every placeholder of the report: Markdown tables (``*_table``) and single numbers."""
+    values: Dict[str, str] = {}
+    datasets = set(results["dataset"])
+    if "mnist" in datasets:
+        values["mnist_nested_table"] = wf.to_markdown(mnist_nested_table(results, results_dir))
+        values["mnist_sizes_table"] = wf.to_markdown(sizes_table(results, "mnist", "rowwise"))
+        values["mnist_comparison_table"] = wf.to_markdown(comparison_table(results, "mnist"))
+    if "cifar10" in datasets:
+        values["cifar10_nested_table"] = wf.to_markdown(cifar_nested_table(results))
+        values["cifar10_sizes_table"] = wf.to_markdown(sizes_table(results, "cifar10", "channelwise"))
+        values["cifar10_comparison_table"] = wf.to_markdown(comparison_table(results, "cifar10"))
+    values["timing_table"] = wf.to_markdown(timing_table(results, thesis_config))
+    values["n_runs"] = str(len(results))
+    return values
+
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+
+
+def render(template: str, values: Mapping[str, str]) -> str:
+    """``template`` with every ``{{name}}`` replaced by ``values[name]`` (str); an unknown name raises
+    :class:`ReportError` naming it and the names available."""
+    missing = sorted({m.group(1) for m in _PLACEHOLDER.finditer(template)} - set(values))
+    if missing:
+        raise ReportError(f"The report template uses placeholders without a value: {missing}; "
+                          f"available: {sorted(values)}")
+    return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]).rstrip("\n"), template)
+
+
+def write_report(config: Mapping, root: str = ".") -> str:
+    """Render the template of ``config["report"]`` (a path relative to the repository) from ``<root>/results/<name>/``
+    and write it atomically to ``<root>/<output>``; returns that path. The thesis profile (``config/thesis.yaml``)
+    sizes the time estimate."""
+    spec = config.get("report")
+    if not spec:
+        raise ReportError(f"The config '{config.get('name')}' has no 'report' section (template, output).")
+    results_dir = os.path.join(root, "results", config["name"])
+    results = wf.read_results(results_dir)
+    thesis_path = os.path.join(os.path.dirname(wf.SCHEMA_PATH), "thesis.yaml")
+    thesis = wf.load_config(thesis_path) if os.path.exists(thesis_path) else None
+    template_path = os.path.join(str(wf.REPO_ROOT), spec["template"])
+    with open(template_path, encoding="utf-8") as f:
+        template = f.read()
+    text = render(template, report_values(results, results_dir, thesis))
+    return wf.write_text_atomic(os.path.join(root, spec["output"]), text)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description="Render a profile's report (e.g. RESULTS.md) from its results.")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="the profile, e.g. config/quick_cpu.yaml")
+    source.add_argument("--config-json", help="the profile as JSON (the workflow's report rule passes it so)")
+    parser.add_argument("--root", default=".", help="working directory of the workflow (results/, the output)")
+    args = parser.parse_args(argv)
+    if args.config:
+        config = wf.load_config(args.config)
+    else:
+        config = wf.validate_config(json.loads(args.config_json), source="--config-json")
+    print(write_report(config, args.root))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,78 @@
+"""lqs_core.report: placeholders, the thesis-vs-ours tables on hand-made results, and RESULTS.md being exactly what
+the stored quick_cpu results render to."""
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from lqs_core import report
+from lqs_core import workflow as wf
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_render_fills_placeholders_and_names_unknown_ones():
+    assert report.render("a {{x}} b {{ y }}\n", {"x": "1", "y": "two\n"}) == "a 1 b two\n"
+    with pytest.raises(report.ReportError, match=r"\['nope'\].*available: \['x'\]"):
+        report.render("{{x}} {{nope}}", {"x": "1"})
+
+
+def _row(**kw):
+    base = dict(kind="run", dataset="cifar10", family="nested", method="nested", granularity="channelwise",
+                mode="qat", seed=42, param=0.0, variant=None, val_accuracy=0.5, unique_integers=10, int_min=-3,
+                int_max=4, zip_bytes=1000.0, float_zip_bytes=4000.0, packed_bytes=900.0, huffman_bytes=800.0,
+                float32_bytes=4400.0, mean_bits_fixed=3.0, entropy_bits_per_weight=2.0, train_seconds=100.0,
+                n_train=1000, epochs=2, integers=None)
+    base.update(kw)
+    return base
+
+
+def test_cifar_table_puts_thesis_drop_beside_ours():
+    rows = [_row(kind="baseline", family="float", method="float", granularity=None, mode=None, param=float("nan"),
+                 val_accuracy=0.60),
+            _row(param=1e-10, val_accuracy=0.55), _row(param=1e-8, val_accuracy=0.40, seed=42),
+            _row(param=1e-8, val_accuracy=0.30, seed=43)]
+    table = report.cifar_nested_table(pd.DataFrame(rows)).set_index("λ")
+    assert table.loc["1e-10", "thesis drop (points)"] == "2"          # 85 -> 83 %
+    assert table.loc["1e-8", "thesis drop (points)"] == "16–25"       # 85 -> 60..69 %
+    assert table.loc["1e-10", "ours drop (points)"] == "5.0"
+    assert table.loc["1e-8", "ours drop (points)"] == "25.0"          # mean of 40 and 30 %
+    assert table.loc["1e-8", "ours val acc %"] == f"35.00 ± {100 * math.sqrt(0.005):.2f}"
+    assert table.loc["1e-8", "ours unique"] == "10 / 10"
+
+
+def test_sizes_table_factors_against_our_float_zip():
+    rows = [_row(kind="baseline", family="float", method="float", granularity=None, mode=None, param=float("nan"),
+                 float_zip_bytes=1.02e6, float32_bytes=1.2e6),
+            _row(param=1e-11, zip_bytes=0.17e6, float_zip_bytes=1.02e6)]
+    table = report.sizes_table(pd.DataFrame(rows), "cifar10", "channelwise")
+    assert list(table["thesis zip MB (×)"]) == ["1.02 (1.0×)", "0.16 (6.4×)"]
+    assert list(table["ours zip MB (×)"]) == ["1.020 (1.0×)", "0.170 (6.0×)"]
+
+
+def test_timing_table_estimates_the_thesis_profile_from_the_measured_speed():
+    rows = [_row(train_seconds=100.0, n_train=1000, epochs=2), _row(train_seconds=300.0, n_train=1000, epochs=2),
+            _row(family="ptq", method="ptq", train_seconds=0.0)]
+    thesis = wf.load_config(REPO / "config" / "thesis.yaml")
+    table = report.timing_table(pd.DataFrame(rows), thesis).iloc[0]
+    n_runs = sum(1 for r in wf.expand_runs(thesis) if r.dataset == "cifar10" and r.family != "ptq")
+    assert table["trained runs"] == 2 and table["thesis profile: trained runs"] == n_runs
+    per_image_epoch = 0.1  # median of 100 s and 300 s over 2000 image-epochs
+    assert table["ms per image-epoch (median)"] == "100.000"
+    assert table["thesis profile at this speed (CPU-days)"] == f"{n_runs * 50000 * 100 * per_image_epoch / 86400:.1f}"
+
+
+def test_write_report_needs_a_report_section():
+    with pytest.raises(report.ReportError, match="no 'report' section"):
+        report.write_report({"name": "demo"})
+
+
+@pytest.mark.skipif(not (REPO / "results" / "quick_cpu" / "results.csv").exists(), reason="no quick_cpu results")
+def test_results_md_is_rendered_from_the_stored_results(tmp_path):
+    """RESULTS.md in the repository is byte for byte what `make figures CONFIG=config/quick_cpu.yaml` writes."""
+    config = wf.load_config(REPO / "config" / "quick_cpu.yaml")
+    config["report"] = dict(config["report"], output=str(tmp_path / "RESULTS.md"))
+    path = report.write_report(config, root=str(REPO))
+    assert Path(path).read_text(encoding="utf-8") == (REPO / "RESULTS.md").read_text(encoding="utf-8")
