@@ -22,7 +22,9 @@ from typing import Dict, List, Mapping, Optional
 
 from lqs_core import workflow as wf
 
-MB = 1e6  # the thesis' sizes are in MB; 1 MB = 10^6 bytes here
+#: The thesis' "MB" are 2^20 bytes: its zipped float32 MNIST model, 0.36 MB, is our 377 9xx bytes / 2^20; CIFAR-10's
+#: 1.02 MB is 1 066 xxx bytes / 2^20. The report uses the same unit (written MiB).
+MB = 2.0 ** 20
 
 #: The thesis' numbers (SPEC §4). ``text``: what the thesis says; ``reference``: the SPEC's runs of the thesis
 #: author's published layer (TF 2.21 / Keras 3, real MNIST, Table 4.1 settings, row-wise, seed 42, 2-core CPU).
@@ -117,6 +119,22 @@ def _at(df, param: float):
     return df[[math.isclose(float(p), param, rel_tol=1e-9, abs_tol=0.0) for p in df["param"]]]
 
 
+def history(results_dir: str, row):
+    """The per-epoch history (DataFrame) of a results-table row."""
+    import pandas as pd
+
+    return pd.read_csv(os.path.join(results_dir, row["history"]))
+
+
+def last_epochs_range(results_dir: str, rows, n: int = 5) -> str:
+    """``lo–hi`` of the validation accuracy (%) over the last ``n`` epochs, over all seeds' runs in ``rows``."""
+    values = []
+    for _, row in rows.iterrows():
+        if isinstance(row.get("history"), str):
+            values.extend(history(results_dir, row)["val_accuracy"].tail(n))
+    return f"{100 * min(values):.2f}–{100 * max(values):.2f}" if values else "–"
+
+
 def per_tensor_unique(results_dir: str, integers_path: str) -> List[int]:
     """Unique integers of every quantized tensor of a run (in the model's order), from its integer file."""
     from lqs_core.export import read_integers
@@ -142,9 +160,10 @@ def mnist_nested_table(results, results_dir: str, granularity: str = "rowwise"):
     rows = [{
         "λ": "float (plain Dense)", "thesis": "≈96 % at λ ≤ 1e-10",
         "reference run: acc % · unique · range": f"{_pct(ref['float_accuracy'])} · – · –",
-        "ours: val acc %": _pm_pct(base["val_accuracy"]), "ours: unique (per seed)": "–",
+        "ours: val acc %": _pm_pct(base["val_accuracy"]),
+        "ours: val acc, last 5 epochs": last_epochs_range(results_dir, base), "ours: unique (per seed)": "–",
         "ours: range (per seed)": "–", "ours: unique W1, b1, W2, b2": "–",
-        "ours: zip MB": _mb(base["float_zip_bytes"].mean()) if len(base) else "–",
+        "ours: zip MiB": _mb(base["float_zip_bytes"].mean()) if len(base) else "–",
     }]
     for lam in sorted(set(float(p) for p in runs["param"])):
         at = _at(runs, lam)
@@ -155,10 +174,11 @@ def mnist_nested_table(results, results_dir: str, granularity: str = "rowwise"):
         rows.append({
             "λ": _lam(lam), "thesis": text, "reference run: acc % · unique · range": ref_cell,
             "ours: val acc %": _pm_pct(at["val_accuracy"]),
+            "ours: val acc, last 5 epochs": last_epochs_range(results_dir, at),
             "ours: unique (per seed)": _per_seed(list(at["unique_integers"])),
             "ours: range (per seed)": " / ".join(f"{int(a)}…{int(b)}" for a, b in zip(at["int_min"], at["int_max"])),
             "ours: unique W1, b1, W2, b2": ", ".join(map(str, tensors)) + f" (seed {int(first['seed'])})",
-            "ours: zip MB": _mb(at["zip_bytes"].mean()),
+            "ours: zip MiB": _mb(at["zip_bytes"].mean()),
         })
     return pd.DataFrame(rows)
 
@@ -186,14 +206,14 @@ def sizes_table(results, dataset: str, granularity: str):
         thesis_factor = ref[("float", None)] / thesis_mb
         rows.append({
             "setting": setting, "thesis zip MB (×)": f"{thesis_mb:.2f} ({thesis_factor:.1f}×)",
-            "ours zip MB (×)": "–" if not len(at) else f"{_mb(sizes['zip'])} ({float_zip / sizes['zip']:.1f}×)",
-            "ours packed MB": _mb(sizes["packed"]), "ours Huffman MB": _mb(sizes["huffman"]),
+            "ours zip MiB (×)": "–" if not len(at) else f"{_mb(sizes['zip'])} ({float_zip / sizes['zip']:.1f}×)",
+            "ours packed MiB": _mb(sizes["packed"]), "ours Huffman MiB": _mb(sizes["huffman"]),
             "ours val acc %": _pm_pct(at["val_accuracy"]) if len(at) else "not run", "seeds": len(at),
         })
     return pd.DataFrame(rows)
 
 
-def cifar_nested_table(results, granularity: str = "channelwise"):
+def cifar_nested_table(results, results_dir: Optional[str] = None, granularity: str = "channelwise"):
     """CIFAR-10 nested scheme per λ: the thesis' accuracy and its drop from the float baseline beside ours."""
     import pandas as pd
 
@@ -203,7 +223,8 @@ def cifar_nested_table(results, granularity: str = "channelwise"):
     ours_float = float(base["val_accuracy"].mean()) if len(base) else float("nan")
     rows = [{"λ": "float", "thesis val acc %": f"≈{_pct(ref['float_accuracy'], 0)}", "thesis drop (points)": "–",
              "ours val acc %": _pm_pct(base["val_accuracy"]), "ours drop (points)": "–",
-             "ours unique": "–", "ours range": "–", "ours zip MB": _mb(base["float_zip_bytes"].mean())}]
+             "ours unique, epoch 1 → last": "–", "ours range": "–",
+             "ours zip MiB": _mb(base["float_zip_bytes"].mean())}]
     for lam in sorted(set(float(p) for p in runs["param"])):
         at = _at(runs, lam)
         thesis = ref["nested"].get(lam)
@@ -218,11 +239,19 @@ def cifar_nested_table(results, granularity: str = "channelwise"):
         rows.append({
             "λ": _lam(lam), "thesis val acc %": t_acc, "thesis drop (points)": t_drop,
             "ours val acc %": _pm_pct(at["val_accuracy"]), "ours drop (points)": f"{100 * (ours_float - acc):.1f}",
-            "ours unique": _per_seed(list(at["unique_integers"])),
+            "ours unique, epoch 1 → last": " / ".join(_unique_trend(results_dir, row) for _, row in at.iterrows()),
             "ours range": " / ".join(f"{int(a)}…{int(b)}" for a, b in zip(at["int_min"], at["int_max"])),
-            "ours zip MB": _mb(at["zip_bytes"].mean()),
+            "ours zip MiB": _mb(at["zip_bytes"].mean()),
         })
     return pd.DataFrame(rows)
+
+
+def _unique_trend(results_dir: Optional[str], row) -> str:
+    """``first → last`` unique integers over the epochs of a run (just the final count without its history)."""
+    if results_dir is None or not isinstance(row.get("history"), str):
+        return f"{row['unique_integers']:.0f}"
+    h = history(results_dir, row)
+    return f"{h['unique_integers'].iloc[0]:.0f} → {h['unique_integers'].iloc[-1]:.0f}"
 
 
 def comparison_table(results, dataset: str):
@@ -231,7 +260,8 @@ def comparison_table(results, dataset: str):
     settings = wf.comparison_settings(results, dataset)
     optimal = wf.pareto_mask(settings["val_accuracy_mean"], settings["packed_bytes_mean"])
     display = wf.pareto_points_display(settings)
-    display.insert(len(display.columns), "unique ints", [f"{v:.0f}" for v in settings["unique_integers_mean"]])
+    display.insert(len(display.columns), "unique ints", ["–" if math.isnan(v) else f"{v:.0f}"
+                                                               for v in settings["unique_integers_mean"]])
     display.insert(len(display.columns), "Pareto-optimal", ["yes" if o else "" for o in optimal])
     return display
 
@@ -280,7 +310,7 @@ def report_values(results, results_dir: str, thesis_config: Optional[Mapping] = 
         values["mnist_sizes_table"] = wf.to_markdown(sizes_table(results, "mnist", "rowwise"))
         values["mnist_comparison_table"] = wf.to_markdown(comparison_table(results, "mnist"))
     if "cifar10" in datasets:
-        values["cifar10_nested_table"] = wf.to_markdown(cifar_nested_table(results))
+        values["cifar10_nested_table"] = wf.to_markdown(cifar_nested_table(results, results_dir))
         values["cifar10_sizes_table"] = wf.to_markdown(sizes_table(results, "cifar10", "channelwise"))
         values["cifar10_comparison_table"] = wf.to_markdown(comparison_table(results, "cifar10"))
     values["timing_table"] = wf.to_markdown(timing_table(results, thesis_config))

@@ -40,16 +40,16 @@ def test_cifar_table_puts_thesis_drop_beside_ours():
     assert table.loc["1e-10", "ours drop (points)"] == "5.0"
     assert table.loc["1e-8", "ours drop (points)"] == "25.0"          # mean of 40 and 30 %
     assert table.loc["1e-8", "ours val acc %"] == f"35.00 ± {100 * math.sqrt(0.005):.2f}"
-    assert table.loc["1e-8", "ours unique"] == "10 / 10"
+    assert table.loc["1e-8", "ours unique, epoch 1 → last"] == "10 / 10"
 
 
 def test_sizes_table_factors_against_our_float_zip():
     rows = [_row(kind="baseline", family="float", method="float", granularity=None, mode=None, param=float("nan"),
-                 float_zip_bytes=1.02e6, float32_bytes=1.2e6),
-            _row(param=1e-11, zip_bytes=0.17e6, float_zip_bytes=1.02e6)]
+                 float_zip_bytes=1.02 * 2**20, float32_bytes=1.2e6),
+            _row(param=1e-11, zip_bytes=0.17 * 2**20, float_zip_bytes=1.02 * 2**20)]
     table = report.sizes_table(pd.DataFrame(rows), "cifar10", "channelwise")
     assert list(table["thesis zip MB (×)"]) == ["1.02 (1.0×)", "0.16 (6.4×)"]
-    assert list(table["ours zip MB (×)"]) == ["1.020 (1.0×)", "0.170 (6.0×)"]
+    assert list(table["ours zip MiB (×)"]) == ["1.020 (1.0×)", "0.170 (6.0×)"]
 
 
 def test_timing_table_estimates_the_thesis_profile_from_the_measured_speed():
@@ -62,6 +62,14 @@ def test_timing_table_estimates_the_thesis_profile_from_the_measured_speed():
     per_image_epoch = 0.1  # median of 100 s and 300 s over 2000 image-epochs
     assert table["ms per image-epoch (median)"] == "100.000"
     assert table["thesis profile at this speed (CPU-days)"] == f"{n_runs * 50000 * 100 * per_image_epoch / 86400:.1f}"
+
+
+def test_history_ranges_and_trends(tmp_path):
+    (tmp_path / "h.csv").write_text("epoch,val_accuracy,unique_integers\n1,0.5,90\n2,0.7,40\n3,0.6,30\n")
+    rows = pd.DataFrame([_row(history="h.csv"), _row(history="h.csv", seed=43)])
+    assert report.last_epochs_range(str(tmp_path), rows, n=2) == "60.00–70.00"
+    assert report._unique_trend(str(tmp_path), rows.iloc[0]) == "90 → 30"
+    assert report._unique_trend(None, rows.iloc[0]) == "10"
 
 
 def test_write_report_needs_a_report_section():
