@@ -62,6 +62,10 @@ THESIS = {
 THESIS_TRAINING = {"mnist": (60000, 20), "cifar10": (50000, 100), "imagenette": (9469, 100)}
 
 
+#: Profiles whose training time the report estimates from the measured speed.
+ESTIMATED_PROFILES = ("quick", "thesis")
+
+
 class ReportError(ValueError):
     """A template placeholder without a value, or results that lack what the report needs."""
 
@@ -266,34 +270,51 @@ def comparison_table(results, dataset: str):
     return display
 
 
-def timing_table(results, thesis_config: Optional[Mapping] = None):
+def profile_image_epochs(config: Mapping) -> Dict[str, tuple]:
+    """``{dataset: (trained runs, training images × epochs summed over them)}`` of a profile (``ptq`` comparator
+    runs train nothing; unset epochs / subsets are the thesis' Table 4.1 values and the full training sets)."""
+    out: Dict[str, tuple] = {}
+    for run in wf.expand_runs(config):
+        if run.family == "ptq":
+            continue
+        full, thesis_epochs = THESIS_TRAINING.get(run.dataset, (0, 0))
+        n = min(run.config.get("max_train") or full, full) if full else run.config.get("max_train") or 0
+        runs, image_epochs = out.get(run.dataset, (0, 0))
+        out[run.dataset] = (runs + 1, image_epochs + n * (run.config.get("epochs") or thesis_epochs))
+    return out
+
+
+def _duration(seconds: float) -> str:
+    hours = seconds / 3600
+    return "–" if not seconds else f"{hours:.1f} h" if hours < 48 else f"{hours / 24:.0f} days"
+
+
+def timing_table(results, profiles: Optional[Mapping[str, Mapping]] = None):
     """Measured training time per dataset (the runs' ``train_seconds``: fitting and evaluation, without process
-    start-up), and the time the ``thesis`` profile would take at the same speed per training image and epoch."""
+    start-up), and the time each of ``profiles`` (``{name: config}``) would take at the same speed per training
+    image and epoch (a rough estimate: validation and network size differences are ignored)."""
     import pandas as pd
 
-    thesis_runs = {}
-    if thesis_config is not None:
-        for run in wf.expand_runs(thesis_config):
-            if run.family != "ptq":
-                thesis_runs[run.dataset] = thesis_runs.get(run.dataset, 0) + 1
+    sizes = {name: profile_image_epochs(cfg) for name, cfg in (profiles or {}).items()}
     rows = []
     for dataset in (d for d in wf.DATASETS if d in set(results["dataset"])):
         df = results[(results["dataset"] == dataset) & (results["family"] != "ptq")]
         trained = df[df["train_seconds"] > 0]
         image_epochs = (trained["n_train"] * trained["epochs"]).astype(float)
         per_image_epoch = float((trained["train_seconds"] / image_epochs).median())
-        n, epochs = THESIS_TRAINING.get(dataset, (0, 0))
-        estimate = thesis_runs.get(dataset, 0) * n * epochs * per_image_epoch
-        rows.append({
+        row = {
             "dataset": dataset, "trained runs": len(trained),
             "training images × epochs per run": " / ".join(sorted({f"{int(a)} × {int(b)}" for a, b in
                                                                     zip(trained["n_train"], trained["epochs"])})),
             "total training time (h)": f"{trained['train_seconds'].sum() / 3600:.2f}",
             "median per run (min)": f"{trained['train_seconds'].median() / 60:.1f}",
             "ms per image-epoch (median)": f"{1000 * per_image_epoch:.3f}",
-            "thesis profile: trained runs": thesis_runs.get(dataset, 0),
-            "thesis profile at this speed (CPU-days)": f"{estimate / 86400:.1f}" if estimate else "–",
-        })
+        }
+        for name, per_dataset in sizes.items():
+            runs, total = per_dataset.get(dataset, (0, 0))
+            row[f"{name}: trained runs"] = runs
+            row[f"{name} at this speed (1 CPU thread)"] = _duration(total * per_image_epoch)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -301,8 +322,9 @@ def timing_table(results, thesis_config: Optional[Mapping] = None):
 # Values and rendering
 
 
-def report_values(results, results_dir: str, thesis_config: Optional[Mapping] = None) -> Dict[str, str]:
-    """Every placeholder of the report: Markdown tables (``*_table``) and single numbers."""
+def report_values(results, results_dir: str, profiles: Optional[Mapping[str, Mapping]] = None) -> Dict[str, str]:
+    """Every placeholder of the report: Markdown tables (``*_table``) and single numbers; ``profiles`` are the
+    profiles whose training time is estimated (see :func:`timing_table`)."""
     values: Dict[str, str] = {}
     datasets = set(results["dataset"])
     if "mnist" in datasets:
@@ -313,7 +335,7 @@ def report_values(results, results_dir: str, thesis_config: Optional[Mapping] = 
         values["cifar10_nested_table"] = wf.to_markdown(cifar_nested_table(results, results_dir))
         values["cifar10_sizes_table"] = wf.to_markdown(sizes_table(results, "cifar10", "channelwise"))
         values["cifar10_comparison_table"] = wf.to_markdown(comparison_table(results, "cifar10"))
-    values["timing_table"] = wf.to_markdown(timing_table(results, thesis_config))
+    values["timing_table"] = wf.to_markdown(timing_table(results, profiles))
     values["n_runs"] = str(len(results))
     return values
 
@@ -333,19 +355,20 @@ def render(template: str, values: Mapping[str, str]) -> str:
 
 def write_report(config: Mapping, root: str = ".") -> str:
     """Render the template of ``config["report"]`` (a path relative to the repository) from ``<root>/results/<name>/``
-    and write it atomically to ``<root>/<output>``; returns that path. The thesis profile (``config/thesis.yaml``)
-    sizes the time estimate."""
+    and write it atomically to ``<root>/<output>``; returns that path. The time estimates are for the profiles
+    :data:`ESTIMATED_PROFILES` (``config/<name>.yaml``)."""
     spec = config.get("report")
     if not spec:
         raise ReportError(f"The config '{config.get('name')}' has no 'report' section (template, output).")
     results_dir = os.path.join(root, "results", config["name"])
     results = wf.read_results(results_dir)
-    thesis_path = os.path.join(os.path.dirname(wf.SCHEMA_PATH), "thesis.yaml")
-    thesis = wf.load_config(thesis_path) if os.path.exists(thesis_path) else None
+    config_dir = os.path.dirname(wf.SCHEMA_PATH)
+    profiles = {name: wf.load_config(os.path.join(config_dir, f"{name}.yaml")) for name in ESTIMATED_PROFILES
+                if os.path.exists(os.path.join(config_dir, f"{name}.yaml"))}
     template_path = os.path.join(str(wf.REPO_ROOT), spec["template"])
     with open(template_path, encoding="utf-8") as f:
         template = f.read()
-    text = render(template, report_values(results, results_dir, thesis))
+    text = render(template, report_values(results, results_dir, profiles))
     return wf.write_text_atomic(os.path.join(root, spec["output"]), text)
 
 

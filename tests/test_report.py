@@ -52,16 +52,19 @@ def test_sizes_table_factors_against_our_float_zip():
     assert list(table["ours zip MiB (×)"]) == ["1.020 (1.0×)", "0.170 (6.0×)"]
 
 
-def test_timing_table_estimates_the_thesis_profile_from_the_measured_speed():
+def test_timing_table_estimates_profiles_from_the_measured_speed():
     rows = [_row(train_seconds=100.0, n_train=1000, epochs=2), _row(train_seconds=300.0, n_train=1000, epochs=2),
             _row(family="ptq", method="ptq", train_seconds=0.0)]
-    thesis = wf.load_config(REPO / "config" / "thesis.yaml")
-    table = report.timing_table(pd.DataFrame(rows), thesis).iloc[0]
-    n_runs = sum(1 for r in wf.expand_runs(thesis) if r.dataset == "cifar10" and r.family != "ptq")
-    assert table["trained runs"] == 2 and table["thesis profile: trained runs"] == n_runs
+    profiles = {name: wf.load_config(REPO / "config" / f"{name}.yaml") for name in ("quick", "thesis")}
+    table = report.timing_table(pd.DataFrame(rows), profiles).iloc[0]
+    assert table["trained runs"] == 2 and table["ms per image-epoch (median)"] == "100.000"
     per_image_epoch = 0.1  # median of 100 s and 300 s over 2000 image-epochs
-    assert table["ms per image-epoch (median)"] == "100.000"
-    assert table["thesis profile at this speed (CPU-days)"] == f"{n_runs * 50000 * 100 * per_image_epoch / 86400:.1f}"
+    thesis_runs = [r for r in wf.expand_runs(profiles["thesis"]) if r.dataset == "cifar10" and r.family != "ptq"]
+    assert table["thesis: trained runs"] == len(thesis_runs)
+    days = len(thesis_runs) * 50000 * 100 * per_image_epoch / 86400  # all images, 100 epochs each
+    assert table["thesis at this speed (1 CPU thread)"] == f"{days:.0f} days"
+    quick_runs = [r for r in wf.expand_runs(profiles["quick"]) if r.dataset == "cifar10" and r.family != "ptq"]
+    assert report.profile_image_epochs(profiles["quick"])["cifar10"] == (len(quick_runs), len(quick_runs) * 20000 * 10)
 
 
 def test_history_ranges_and_trends(tmp_path):
