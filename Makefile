@@ -24,14 +24,16 @@ $(STAMP): pyproject.toml
 
 # The demo's results and figures are committed (results/demo, figures/demo). The first `make reproduce` in a
 # checkout removes the committed runs of the profile so that every run is retrained here; from then on the same
-# command resumes an interrupted workflow and skips finished runs (Snakemake's own bookkeeping).
+# command resumes an interrupted workflow and skips finished runs (Snakemake's own bookkeeping). The results table
+# goes too: Snakemake does not redo the runs behind an existing results.csv just because they are missing.
 NAME   := $(basename $(notdir $(CONFIG)))
 STARTED := .snakemake/lqs-reproduce-$(NAME).started
 
 reproduce: $(STAMP)
 	@if [ ! -e $(STARTED) ]; then \
 	  echo "First reproduction of '$(NAME)' in this checkout: retraining every run into results/$(NAME)/"; \
-	  rm -rf results/$(NAME)/runs results/$(NAME)/baselines; mkdir -p .snakemake; touch $(STARTED); \
+	  rm -rf results/$(NAME)/runs results/$(NAME)/baselines results/$(NAME)/results.csv; \
+	  mkdir -p .snakemake; touch $(STARTED); \
 	fi
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
 
