@@ -202,9 +202,9 @@ def sizes_table(results, dataset: str, granularity: str):
             sizes = {"zip": float_zip, "packed": float(base["float32_bytes"].mean()) if len(base) else float("nan"),
                      "huffman": float("nan")}
         else:
-            gran = granularity if family == "nested" else "rowwise" if dataset == "mnist" else granularity
-            at = _at(_runs(results, dataset, family, gran), param)
-            setting = f"{wf.family_title(family).split(' (')[0]}, {gran}, {wf.param_symbol(family)}={_lam(param)}"
+            at = _at(_runs(results, dataset, family, granularity), param)
+            setting = (f"{wf.family_title(family).split(' (')[0]}, {granularity}, "
+                       f"{wf.param_symbol(family)}={_lam(param)}")
             sizes = {k: float(at[f"{k}_bytes"].mean()) if len(at) else float("nan")
                      for k in ("zip", "packed", "huffman")}
         thesis_factor = ref[("float", None)] / thesis_mb
