@@ -32,13 +32,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 import warnings
 import zlib
 from typing import Dict, Tuple
 
 import numpy as np
 
+from lqs_core.atomic import write_bytes
 from lqs_core.layers import quantized_params
 from lqs_core.metrics import _as_int_array, _to_numpy, _unique_names, bits_fixed, packed_size_bytes
 
@@ -191,7 +191,7 @@ def save_integers(model, path, include_other: bool = True) -> dict:
     }
     header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), zlib.crc32(header_bytes)) + header_bytes + body
-    _atomic_write(os.fspath(path), blob)
+    write_bytes(path, blob, fsync=True)
     return {
         "path": os.fspath(path),
         "file_bytes": len(blob),
@@ -200,23 +200,6 @@ def save_integers(model, path, include_other: bool = True) -> dict:
         "other_bytes": int(other_bytes),
         "n_tensors": len(tensors),
     }
-
-
-def _atomic_write(path: str, data: bytes) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".lqsint-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 # ---------------------------------------------------------------------------------------------------------------

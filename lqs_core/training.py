@@ -84,7 +84,6 @@ import json
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence
@@ -93,6 +92,7 @@ import keras
 import numpy as np
 import pandas as pd
 
+from lqs_core.atomic import atomic_path, write_text
 from lqs_core.granularity import GRANULARITIES
 from lqs_core.quantizers import DEFAULT_SCALE
 
@@ -870,48 +870,6 @@ def _json_ready(value):
     return str(value)
 
 
-class _AtomicPath:
-    """``with _AtomicPath(final) as tmp: write(tmp)`` — ``tmp`` (same directory, same suffix) replaces ``final``
-    only if the block succeeds; otherwise it is removed."""
-
-    def __init__(self, final: str):
-        self.final = final
-        directory, name = os.path.split(os.path.abspath(final))
-        suffix = "".join(re.findall(r"\.[^.]+$", name)) if "." in name else ""
-        if name.endswith(".weights.h5"):
-            suffix = ".weights.h5"
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{suffix}", dir=directory)
-        os.close(fd)
-        os.chmod(self.tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the final file the usual mode
-
-    def __enter__(self) -> str:
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            os.replace(self.tmp, self.final)
-        else:
-            try:
-                os.unlink(self.tmp)
-            except OSError:
-                pass
-        return False
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _write_text(path: str, text: str):
-    with _AtomicPath(path) as tmp:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-
 def _versions() -> dict:
     import platform
 
@@ -954,15 +912,15 @@ class RunResult:
             os.unlink(metrics_path)
         files = {}
 
-        _write_text(os.path.join(out_dir, HISTORY_FILE), self.history.to_csv(index=False))
+        write_text(os.path.join(out_dir, HISTORY_FILE), self.history.to_csv(index=False), fsync=True)
         files["history"] = HISTORY_FILE
         if self.summary is not None:
-            _write_text(os.path.join(out_dir, SUMMARY_FILE), self.summary.to_csv(index=False))
+            write_text(os.path.join(out_dir, SUMMARY_FILE), self.summary.to_csv(index=False), fsync=True)
             files["summary"] = SUMMARY_FILE
         if self.model is not None and self.config.quantized:
             files["integers"] = self._save_integers(out_dir)
         if self.model is not None:
-            with _AtomicPath(os.path.join(out_dir, MODEL_FILE)) as tmp:
+            with atomic_path(os.path.join(out_dir, MODEL_FILE)) as tmp:
                 self.model.save(tmp)
             files["model"] = MODEL_FILE
 
@@ -973,7 +931,7 @@ class RunResult:
             "files": files,
             "versions": _versions(),
         }
-        _write_text(metrics_path, json.dumps(_json_ready(payload), indent=2, sort_keys=False) + "\n")
+        write_text(metrics_path, json.dumps(_json_ready(payload), indent=2, sort_keys=False) + "\n", fsync=True)
         return out_dir
 
     def _save_integers(self, out_dir: str) -> str:
@@ -982,14 +940,14 @@ class RunResult:
         except ImportError:
             export = None
         if export is not None and hasattr(export, "save_integers"):
-            with _AtomicPath(os.path.join(out_dir, INTEGERS_FILE)) as tmp:
+            with atomic_path(os.path.join(out_dir, INTEGERS_FILE)) as tmp:
                 export.save_integers(self.model, tmp)
             return INTEGERS_FILE
         from lqs_core import metrics
 
         buffer = io.BytesIO()
         np.savez_compressed(buffer, **metrics.integer_tensors(self.model))
-        with _AtomicPath(os.path.join(out_dir, INTEGERS_NPZ_FILE)) as tmp:
+        with atomic_path(os.path.join(out_dir, INTEGERS_NPZ_FILE)) as tmp:
             with open(tmp, "wb") as f:
                 f.write(buffer.getvalue())
         return INTEGERS_NPZ_FILE

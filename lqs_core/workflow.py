@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 
+from lqs_core import atomic
+
 #: Repository root (this file is ``<root>/lqs_core/workflow.py``).
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: JSON Schema of the workflow configuration.
@@ -636,27 +638,9 @@ def write_table(df, path) -> str:
     return write_text_atomic(path, text)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def write_text_atomic(path, text: str) -> str:
     """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = str(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic.write_text(path, text)
 
 
 def read_results(results_dir):
@@ -820,16 +804,8 @@ def savefig(fig, stem, formats: Sequence[str] = ("png", "pdf")) -> List[str]:
             if ext not in SAVE_METADATA:
                 raise ValueError(f"Unsupported figure format {ext!r}; allowed: {', '.join(SAVE_METADATA)}.")
             path = f"{stem}.{ext}"
-            fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=f".{ext}")
-            os.close(fd)
-            try:
+            with atomic.atomic_path(path) as tmp:
                 fig.savefig(tmp, format=ext, metadata=SAVE_METADATA[ext])
-                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
-                os.replace(tmp, path)
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
             written.append(path)
     return written
 
