@@ -19,6 +19,10 @@ import platform
 import statistics
 import time
 
+from lqs_core import provenance
+
+# Before TensorFlow is imported: the CPU code path pinned (ONEDNN_MAX_CPU_ISA, as in every workflow job), quiet logs.
+provenance.pin_cpu()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
@@ -98,7 +102,9 @@ def main(argv=None):
 
     x, y, source = mnist_like(args.samples)
     machine = f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
-    print(f"data: {source}, {len(x)} samples, batch 32; machine: {machine}; keras {keras.__version__}")
+    pinning = provenance.pin_cpu()
+    print(f"data: {source}, {len(x)} samples, batch 32; machine: {machine}; keras {keras.__version__}; "
+          f"pinning: {pinning}")
     results = []
     for jit in (False, True):
         r = measure(x, y, jit, args.repeats)
@@ -113,7 +119,7 @@ def main(argv=None):
         )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"data": source, "machine": machine, "results": results}, f, indent=2)
+            json.dump({"data": source, "machine": machine, "pinning": pinning, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":

@@ -57,3 +57,19 @@ def write_bytes(path, data: bytes, fsync: bool = False) -> str:
                 f.flush()
                 os.fsync(f.fileno())
     return os.fspath(path)
+
+
+def remove_stale(directory) -> list:
+    """Remove the temporary files (``.tmp-*``) that a write killed before its rename left in ``directory``.
+
+    Call it only where no other process writes at the same time (e.g. a run's own output folder before it saves).
+    Returns the names removed."""
+    directory = os.fspath(directory)
+    removed = []
+    if os.path.isdir(directory):
+        for name in sorted(os.listdir(directory)):
+            path = os.path.join(directory, name)
+            if name.startswith(".tmp-") and os.path.isfile(path):
+                os.unlink(path)
+                removed.append(name)
+    return removed

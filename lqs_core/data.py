@@ -5,12 +5,21 @@ Two entry points:
 * :func:`load_arrays` returns ``((x_train, y_train), (x_val, y_val))`` as numpy arrays (float32 raw pixel
   values, **no normalization**; int32 1-D labels). The validation split is the official test split for MNIST
   and CIFAR-10, as in the thesis.
-* :func:`load` returns a :class:`Splits` with batched, prefetched ``tf.data`` pipelines; the training pipeline
-  is shuffled with a seeded shuffle that reshuffles every epoch (same seed -> same batch order on the same
-  machine). Imagenette is read from JPEG files and augmented for training (SPEC §4).
+* :func:`load` returns a :class:`Splits` ready for ``model.fit``: on the TensorFlow backend batched, prefetched
+  ``tf.data`` pipelines, on JAX and PyTorch :class:`keras.utils.PyDataset` objects that yield NumPy batches
+  (no TensorFlow needed). The training data is shuffled with a seeded shuffle that reshuffles every epoch (same
+  seed -> same batch order on the same machine; the NumPy order is not tf.data's). Imagenette is read from JPEG
+  files and augmented for training (docs/method.md §4; in NumPy on JAX/PyTorch, decoded with Pillow).
 
 :func:`fetch` makes sure a dataset's files are present and verified and returns where they are (a workflow
-rule can call it once so that later jobs never download).
+rule can call it once so that later jobs never download). Every argument is checked before any file is read;
+a bad one raises ``ValueError`` naming the value and what is allowed.
+
+The manifest
+------------
+Sources, file names, checksums and array shapes of every dataset are in the manifest ``lqs_core/datasets.json``
+(:data:`MANIFEST`; shipped inside the package, ``data/manifest.json`` in a checkout is a symlink to it, and
+``data/README.md`` describes it). The checksum constants below are read from it.
 
 Where the files come from (offline use)
 ---------------------------------------
@@ -22,25 +31,37 @@ For ``mnist``, ``cifar10`` and ``imagenette`` the loader looks, in this order, i
 
 1. the ``data_dir`` argument: a folder holding ``mnist.npz`` and/or ``cifar-10-batches-py/`` and/or
    ``imagenette2-160/{train,val}/<wnid>/*.JPEG`` (or ``imagenette2-160.tgz``). When ``data_dir`` is given,
-   the files must be there (nothing is downloaded);
+   the files must be there (nothing is downloaded, and 2-4 are not consulted);
 2. the environment variable ``LQS_DATA_DIR``: the same layout; several folders may be given separated by
    ``os.pathsep`` (``:`` on Linux). The project's offline copies work as is::
 
        export LQS_DATA_DIR=/path/to/shared/data/keras/datasets
 
    A dataset missing there falls through to 3;
-3. the Keras cache ``$KERAS_HOME/datasets`` (``KERAS_HOME`` defaults to ``~/.keras``), where a missing file is
+3. the ``data/`` folder of a source checkout (:data:`CHECKOUT_DATA_DIR`; ``None`` for an installed package):
+   the same layout, for files a user put there by hand (git ignores them);
+4. the Keras cache ``$KERAS_HOME/datasets`` (``KERAS_HOME`` defaults to ``~/.keras``), where a missing file is
    downloaded with ``keras.utils.get_file`` from the official origin and checked against Keras' published file
-   hash (same file names as ``keras.datasets``, so the cache is shared with Keras).
+   hash (same file names as ``keras.datasets``, so the cache is shared with Keras). Downloads always go here,
+   also from a checkout: the cache is shared by every clone and by Keras, and survives ``git clean``.
 
-A file that already exists (in 1, 2 or the cache) is **never** handed to ``keras.utils.get_file``: Keras
+A file that already exists (in 1, 2, 3 or the cache) is **never** handed to ``keras.utils.get_file``: Keras
 deletes a cached file whose hash does not match when its re-download fails, and re-packed copies (such as
-``shared/data``) have a different file hash. Instead, MNIST and CIFAR-10 copies are verified by their
-**content** (SPEC §6): the sha256 over the decoded arrays (:func:`content_sha256`) must equal
-:data:`CONTENT_SHA256`, so an identical but re-packed copy is accepted. The result of a successful check is
-remembered in memory for the process, keyed by (path, inode, size, mtime) of every file, so repeated loads do
-not hash again. Imagenette has no content hash; a downloaded or local ``imagenette2-160.tgz`` is checked
-against its file sha256 (:data:`IMAGENETTE_FILE_SHA256`) before it is extracted into the Keras cache.
+``shared/data``) have a different file hash. Instead, MNIST and CIFAR-10 files are verified by lqs:
+
+* nothing from a data file is ever executed: ``mnist.npz`` is read with ``np.load(..., allow_pickle=False)``
+  and CIFAR-10's pickled batches with a restricted unpickler that only admits the numpy globals a genuine
+  batch needs (:data:`CIFAR_PICKLE_GLOBALS`) and refuses anything else before it runs
+  (:class:`UnsafeDataFileError`, a ``ValueError`` naming the file and the refused global);
+* each file's bytes are read once and hashed before they are parsed: a file whose sha256 (for the official
+  CIFAR-10 batches: md5, the only published checksum) is listed as known in the manifest is accepted;
+* otherwise (for example a re-packed copy) the decoded arrays must have the dataset's **content** hash
+  (data/README.md): the sha256 over the decoded arrays (:func:`content_sha256`) must equal :data:`CONTENT_SHA256`.
+
+The result of a successful check is remembered in memory for the process, keyed by (path, inode, size, mtime)
+of every file, so repeated loads do not hash again. Imagenette has no content hash; a downloaded or local
+``imagenette2-160.tgz`` is checked against its file sha256 (:data:`IMAGENETTE_FILE_SHA256`) before it is
+extracted into the Keras cache.
 
 :func:`describe` returns these rules together with the folders that are currently configured.
 """
@@ -48,10 +69,13 @@ against its file sha256 (:data:`IMAGENETTE_FILE_SHA256`) before it is extracted 
 from __future__ import annotations
 
 import hashlib
+import io
+import json
 import os
 import pickle
 import tarfile
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,12 +83,16 @@ import numpy as np
 
 __all__ = [
     "DATASETS",
+    "CHECKOUT_DATA_DIR",
+    "CIFAR_PICKLE_GLOBALS",
     "CONTENT_SHA256",
     "DIGITS_SPLIT_RANDOM_STATE",
     "DIGITS_VAL_FRACTION",
     "ENV_DATA_DIR",
+    "MANIFEST",
     "DatasetNotFoundError",
     "Splits",
+    "UnsafeDataFileError",
     "content_sha256",
     "describe",
     "fetch",
@@ -82,36 +110,72 @@ DIGITS_SPLIT_RANDOM_STATE = 0
 #: Fraction of the digits images used for validation.
 DIGITS_VAL_FRACTION = 0.2
 
-#: sha256 over the decoded arrays (see :func:`content_sha256`), SPEC §6.
-CONTENT_SHA256 = {
-    "mnist": "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16",
-    "cifar10": "fd18b93bd15cbf8101362243553ef1c7de46bfdf746e7ee01936a3f94fac8d80",
-}
+_MANIFEST_FILE = "datasets.json"
 
-MNIST_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
+
+def _load_manifest() -> dict:
+    """The dataset manifest ``lqs_core/datasets.json``, read as package data (works for any kind of install)."""
+    from importlib import resources
+
+    try:
+        text = resources.files(__package__ or "lqs_core").joinpath(_MANIFEST_FILE).read_text(encoding="utf-8")
+        manifest = json.loads(text)
+    except (OSError, ValueError) as e:
+        raise ImportError(
+            f"lqs_core/{_MANIFEST_FILE}, the dataset manifest with the checksums, is missing or unreadable in "
+            f"this installation of lqs ({type(e).__name__}: {e}); reinstall lqs."
+        ) from e
+    missing = [n for n in DATASETS if n not in manifest.get("datasets", {})]
+    if missing:
+        raise ImportError(f"lqs_core/{_MANIFEST_FILE} lacks the dataset(s) {missing}; reinstall lqs.")
+    return manifest
+
+
+#: The parsed manifest ``lqs_core/datasets.json`` (sources, files, checksums, shapes of every dataset).
+MANIFEST = _load_manifest()
+_DS = MANIFEST["datasets"]
+
+#: sha256 over the decoded arrays (see :func:`content_sha256`), data/README.md.
+CONTENT_SHA256 = {name: _DS[name]["content_sha256"] for name in ("mnist", "cifar10")}
+
+MNIST_URL = _DS["mnist"]["download"]["url"]
 #: Keras' published sha256 of its mnist.npz (keras/src/datasets/mnist.py).
-MNIST_FILE_SHA256 = "731c5ac602752760c8e48fbffcf8c3b850d9dc2a2aedcf2cc48468fc17b673d1"
-CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+MNIST_FILE_SHA256 = _DS["mnist"]["download"]["sha256"]
+CIFAR10_URL = _DS["cifar10"]["download"]["url"]
 #: Keras' published sha256 of cifar-10-python.tar.gz (keras/src/datasets/cifar10.py).
-CIFAR10_FILE_SHA256 = "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"
-IMAGENETTE_URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"
+CIFAR10_FILE_SHA256 = _DS["cifar10"]["download"]["sha256"]
+IMAGENETTE_URL = _DS["imagenette"]["download"]["url"]
 #: sha256 of fast.ai's imagenette2-160.tgz (99,003,388 bytes), as pinned by several public projects.
-IMAGENETTE_FILE_SHA256 = "64d0c4859f35a461889e0147755a999a48b49bf38a7e0f9bd27003f10db02fe5"
+IMAGENETTE_FILE_SHA256 = _DS["imagenette"]["download"]["sha256"]
 
-_MNIST_FILE = "mnist.npz"
-_MNIST_KEYS = ("x_train", "y_train", "x_test", "y_test")
-_CIFAR_DIR = "cifar-10-batches-py"
+_MNIST_FILE = _DS["mnist"]["download"]["file"]
+_MNIST_KEYS = tuple(_DS["mnist"]["files"][_MNIST_FILE]["arrays"])
+_CIFAR_DIR = _DS["cifar10"]["folder"]
 # Keras 3 extracts the CIFAR tarball into datasets/<_CIFAR_KERAS_TARGET>/cifar-10-batches-py
 # (tf.keras 2.x used datasets/cifar-10-batches-py directly; both are accepted in the cache).
 _CIFAR_KERAS_TARGET = "cifar-10-batches-py-target"
-_CIFAR_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
-_IMAGENETTE_DIR = "imagenette2-160"
-_IMAGENETTE_TGZ = "imagenette2-160.tgz"
+_CIFAR_TRAIN = tuple(f for f, e in _DS["cifar10"]["files"].items() if e["split"] == "train")
+_CIFAR_BATCHES = _CIFAR_TRAIN + tuple(f for f, e in _DS["cifar10"]["files"].items() if e["split"] == "test")
+_IMAGENETTE_DIR = _DS["imagenette"]["folder"]
+_IMAGENETTE_TGZ = _DS["imagenette"]["download"]["file"]
 # get_file(fname="imagenette2-160.tgz", extract=True) extracts into datasets/imagenette2-160_extracted.
 _IMAGENETTE_EXTRACTED = "imagenette2-160_extracted"
 _IMAGENETTE_DONE = ".lqs_extracted"  # marker written after a complete extraction
 _IMAGE_SUFFIXES = {".jpeg", ".jpg"}
 _IMAGENETTE_SIZE = 224
+
+
+def _find_checkout_data_dir():
+    """``<checkout>/data`` when lqs_core is imported from a source checkout (not from an installed package)."""
+    root = Path(__file__).resolve().parent.parent
+    folder = root / "data"
+    if (root / "pyproject.toml").is_file() and (folder / "README.md").is_file():
+        return folder
+    return None
+
+
+#: The ``data/`` folder of the source checkout lqs_core runs from (searched after LQS_DATA_DIR), else None.
+CHECKOUT_DATA_DIR = _find_checkout_data_dir()
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -120,16 +184,74 @@ class DatasetNotFoundError(FileNotFoundError):
 
 @dataclass(frozen=True)
 class Splits:
-    """A dataset ready for ``model.fit(splits.train, validation_data=splits.val)``."""
+    """A dataset ready for ``model.fit(splits.train, validation_data=splits.val)``.
+
+    ``train`` / ``val``: ``tf.data.Dataset`` objects on the TensorFlow backend, :class:`keras.utils.PyDataset`
+    objects yielding NumPy batches on JAX and PyTorch; iterating over either gives ``(x, y)`` batches (float32 raw
+    pixels, int32 labels), and every complete iteration over ``train`` is one epoch in a new seeded order."""
 
     name: str
-    train: object  # tf.data.Dataset of (x, y) batches, shuffled (seeded, reshuffled each epoch)
-    val: object  # tf.data.Dataset of (x, y) batches, not shuffled
+    train: object  # (x, y) batches, shuffled (seeded, reshuffled each epoch)
+    val: object  # (x, y) batches, not shuffled
     input_shape: tuple
     num_classes: int
     n_train: int
     n_val: int
     class_names: tuple = ()
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument checks (before any file is read)
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_name(name) -> str:
+    if not isinstance(name, str) or name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return name
+
+
+def _check_data_dir(data_dir):
+    if data_dir is None:
+        return None
+    if not isinstance(data_dir, (str, os.PathLike)) or not str(os.fspath(data_dir)).strip():
+        raise ValueError(f"data_dir must be a folder path (str or os.PathLike) or None, got {data_dir!r}.")
+    return data_dir
+
+
+def _check_seed(seed):
+    if seed is not None and (not _is_int(seed) or not 0 <= seed < 2**63):
+        raise ValueError(f"seed must be an integer >= 0 (or None: unseeded), got {seed!r}.")
+    return seed
+
+
+def _check_count(arg: str, value, allow_none: bool = True):
+    if value is None and allow_none:
+        return None
+    if not _is_int(value) or value < 1:
+        extra = " or None (all)" if allow_none else ""
+        raise ValueError(f"{arg} must be an integer >= 1{extra}, got {value!r}.")
+    return value
+
+
+def _check_augment(augment):
+    if augment is not None and not isinstance(augment, (bool, np.bool_)):
+        raise ValueError(f"augment must be True, False or None (the dataset's default), got {augment!r}.")
+    return augment
+
+
+def _check_image_size(image_size):
+    if image_size is None:
+        return None
+    if isinstance(image_size, float) and image_size.is_integer():
+        image_size = int(image_size)
+    if not _is_int(image_size) or image_size < 1:
+        raise ValueError(f"image_size must be an integer >= 1 (pixels) or None (224), got {image_size!r}.")
+    return int(image_size)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -179,13 +301,16 @@ def _is_verified(name: str, paths) -> bool:
         return key in _VERIFIED
 
 
+def _mark_verified(name: str, paths) -> None:
+    with _VERIFIED_LOCK:
+        _VERIFIED.add((name, CONTENT_SHA256[name], _file_key(paths)))
+
+
 def _check_content(name: str, paths, arrays, where: Path) -> None:
     """Raise ValueError unless the decoded arrays have the published content hash (cached per process)."""
     expected = CONTENT_SHA256[name]
-    key = (name, expected, _file_key(paths))
-    with _VERIFIED_LOCK:
-        if key in _VERIFIED:
-            return
+    if _is_verified(name, paths):
+        return
     try:
         got = content_sha256(*arrays)
     except ValueError as e:
@@ -196,8 +321,30 @@ def _check_content(name: str, paths, arrays, where: Path) -> None:
             f"arrays is {got}, expected {expected}. The file is damaged or is not the original data.\n"
             + _how_to_get(name)
         )
-    with _VERIFIED_LOCK:
-        _VERIFIED.add(key)
+    _mark_verified(name, paths)
+
+
+def _read_checked(name: str, path: Path) -> tuple[bytes, bool]:
+    """``(bytes, known)``: the file's bytes, read once, and whether its checksum is listed in the manifest.
+
+    The bytes are hashed before anything parses them, and parsing uses these same bytes (no second read).
+    """
+    raw = path.read_bytes()
+    known = _DS[name]["files"].get(path.name, {}).get("known", [])
+    sha256 = hashlib.sha256(raw).hexdigest()
+    if any(k.get("sha256") == sha256 for k in known):
+        return raw, True
+    md5s = {k["md5"] for k in known if "md5" in k}
+    if md5s:
+        # The official CIFAR-10 batches are published with md5 only; a second preimage of a fixed md5 is not
+        # feasible, so a match identifies the original file.
+        try:
+            md5 = hashlib.md5(raw, usedforsecurity=False).hexdigest()
+        except ValueError:  # md5 unavailable (FIPS mode): fall back to the content check
+            md5 = None
+        if md5 in md5s:
+            return raw, True
+    return raw, False
 
 
 # --------------------------------------------------------------------------------------------------
@@ -206,12 +353,6 @@ def _check_content(name: str, paths, arrays, where: Path) -> None:
 
 _LABEL = {"mnist": "MNIST (mnist.npz)", "cifar10": "CIFAR-10 (cifar-10-batches-py/)",
           "imagenette": "Imagenette (imagenette2-160)"}
-
-
-def _check_name(name) -> str:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
-    return name
 
 
 def _keras_base() -> Path:
@@ -252,12 +393,16 @@ def _download_base() -> Path:
 
 
 def _local_dirs(data_dir):
-    """(folders to search, where they came from); from the argument, else LQS_DATA_DIR, else none."""
+    """(folders to search, where they came from): the argument alone, else LQS_DATA_DIR then the checkout's data/."""
     if data_dir is not None:
         return [Path(data_dir).expanduser()], "data_dir"
     env = os.environ.get(ENV_DATA_DIR, "")
     dirs = [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
-    return dirs, (ENV_DATA_DIR if dirs else None)
+    source = ENV_DATA_DIR if dirs else None
+    if CHECKOUT_DATA_DIR is not None and CHECKOUT_DATA_DIR not in dirs:
+        dirs.append(CHECKOUT_DATA_DIR)
+        source = source or "checkout"
+    return dirs, source
 
 
 def _how_to_get(name: str) -> str:
@@ -284,15 +429,19 @@ def _how_to_get(name: str) -> str:
     )
 
 
-def _not_found(name: str, searched, cause=None) -> DatasetNotFoundError:
+def _not_found(name: str, searched, cause=None, notes=()) -> DatasetNotFoundError:
     msg = f"{_LABEL[name]} was not found"
     if cause is not None:
         msg += f" and could not be downloaded ({type(cause).__name__}: {cause})"
-    msg += ".\nLooked in: " + (", ".join(str(s) for s in searched) or "-") + ".\n" + _how_to_get(name)
+    msg += "."
+    for note in notes:
+        msg += "\n" + note
+    looked = [f"{s} (folder does not exist)" if not Path(s).parent.exists() else str(s) for s in searched]
+    msg += "\nLooked in: " + (", ".join(looked) or "-") + ".\n" + _how_to_get(name)
     return DatasetNotFoundError(msg)
 
 
-def _get_file(name: str, searched, **kwargs) -> Path:
+def _get_file(name: str, searched, notes=(), **kwargs) -> Path:
     """keras.utils.get_file into the Keras cache; any failure becomes a DatasetNotFoundError."""
     import keras
 
@@ -300,7 +449,7 @@ def _get_file(name: str, searched, **kwargs) -> Path:
     try:
         path = keras.utils.get_file(cache_dir=str(base), cache_subdir="datasets", **kwargs)
     except Exception as e:  # offline (URL fetch failure), hash mismatch after download, extraction error
-        raise _not_found(name, searched, cause=e) from e
+        raise _not_found(name, searched, cause=e, notes=notes) from e
     return Path(path)
 
 
@@ -324,14 +473,37 @@ def _cifar_complete(d: Path) -> bool:
     return all((d / b).is_file() for b in _CIFAR_BATCHES)
 
 
+def _cifar_problem(d: Path):
+    """Why the folder ``d`` (which should be a cifar-10-batches-py folder) cannot be used, or None if unused."""
+    if d.is_dir():
+        missing = [str(d / b) for b in _CIFAR_BATCHES if not (d / b).is_file()]
+        return (
+            f"{d} is incomplete: missing {', '.join(missing)}. A CIFAR-10 folder must contain "
+            f"{', '.join(_CIFAR_BATCHES)} (the python version: {CIFAR10_URL} extracted)."
+        )
+    parent = d.parent
+    if (parent / _CIFAR_BATCHES[0]).is_file():
+        return (
+            f"{parent} looks like a {_CIFAR_DIR} folder itself: name its parent folder instead (the files are "
+            f"expected in <folder>/{_CIFAR_DIR}/)."
+        )
+    return None
+
+
 def _cifar_path(data_dir) -> Path:
     dirs, source = _local_dirs(data_dir)
     searched = [d / _CIFAR_DIR for d in dirs]
+    notes = []
     for p in searched:
         if _cifar_complete(p):
             return p
+        problem = _cifar_problem(p)
+        if problem:
+            notes.append(problem)
+            if source != "data_dir":
+                warnings.warn(problem + " Looking further.", stacklevel=3)
     if source == "data_dir":
-        raise _not_found("cifar10", searched)
+        raise _not_found("cifar10", searched, notes=notes)
     cached = []
     for b in _cache_bases():
         cached += [b / "datasets" / _CIFAR_KERAS_TARGET / _CIFAR_DIR, b / "datasets" / _CIFAR_DIR]
@@ -339,11 +511,11 @@ def _cifar_path(data_dir) -> Path:
     for p in cached:
         if _cifar_complete(p):
             return p
-    target = _get_file("cifar10", searched, fname=_CIFAR_KERAS_TARGET, origin=CIFAR10_URL,
+    target = _get_file("cifar10", searched, notes=notes, fname=_CIFAR_KERAS_TARGET, origin=CIFAR10_URL,
                        file_hash=CIFAR10_FILE_SHA256, extract=True)
     path = target / _CIFAR_DIR
     if not _cifar_complete(path):
-        raise _not_found("cifar10", searched + [path])
+        raise _not_found("cifar10", searched + [path], notes=notes + [_cifar_problem(path) or ""])
     return path
 
 
@@ -416,49 +588,119 @@ def _imagenette_path(data_dir) -> Path:
 
 
 # --------------------------------------------------------------------------------------------------
-# Reading arrays (uint8, as stored)
+# Reading arrays (uint8, as stored); nothing from a file is executed
 # --------------------------------------------------------------------------------------------------
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:  # pragma: no cover (numpy 1.x)
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+#: The only globals a CIFAR-10 python batch may name (the numpy array reconstruction of its ``data``; the numpy
+#: 1.x and 2.x module names of the same function). The restricted unpickler refuses any other global.
+CIFAR_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+}
+
+
+class UnsafeDataFileError(ValueError):
+    """A data file asked for code to be run (a pickle global outside :data:`CIFAR_PICKLE_GLOBALS`); refused."""
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickler for CIFAR-10 batches: only the numpy globals of :data:`CIFAR_PICKLE_GLOBALS` can be loaded."""
+
+    def __init__(self, raw: bytes, path: Path):
+        super().__init__(io.BytesIO(raw), encoding="bytes")  # bytes keys, as keras.datasets.cifar reads them
+        self._path = path
+
+    def find_class(self, module, name):
+        found = CIFAR_PICKLE_GLOBALS.get((module, name))
+        if found is None:
+            allowed = ", ".join(f"{m}.{n}" for m, n in CIFAR_PICKLE_GLOBALS)
+            raise UnsafeDataFileError(
+                f"{self._path} was refused: it is not a genuine CIFAR-10 python batch, its pickle asks for the "
+                f"global {module}.{name}, and only {allowed} are allowed. Nothing from the file was run; "
+                f"replace it with the original files.\n" + _how_to_get("cifar10")
+            )
+        return found
+
+    def persistent_load(self, pid):
+        raise UnsafeDataFileError(f"{self._path} was refused: its pickle uses persistent ids, which a CIFAR-10 "
+                                  "batch never does. Nothing from the file was run.")
 
 
 def _read_mnist(path: Path, verify: bool = True):
     if verify and _is_verified("mnist", [path]):
         verify = False
+    raw, known = _read_checked("mnist", path) if verify else (path.read_bytes(), False)
     try:
-        with np.load(path, allow_pickle=False) as f:
+        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
             x_tr, y_tr, x_te, y_te = (np.asarray(f[k]) for k in _MNIST_KEYS)
     except Exception as e:
         raise ValueError(f"{path} is not a readable mnist.npz with keys {_MNIST_KEYS} ({e}).\n"
                          + _how_to_get("mnist")) from e
     if verify:
-        _check_content("mnist", [path], (x_tr, y_tr, x_te, y_te), path)
+        if known:
+            _mark_verified("mnist", [path])
+        else:
+            _check_content("mnist", [path], (x_tr, y_tr, x_te, y_te), path)
     return (x_tr, y_tr), (x_te, y_te)
 
 
-def _read_cifar_batch(path: Path):
-    # CIFAR-10's python batches are pickles (the official format); only load copies you trust.
-    with open(path, "rb") as f:
-        d = pickle.load(f, encoding="bytes")
-    get = lambda k: d[k.encode()] if k.encode() in d else d[k]  # noqa: E731 (bytes or str keys)
-    return np.asarray(get("data")), np.asarray(get("labels"))
+def _read_cifar_batch(path: Path, raw: bytes):
+    """(data, labels) of one CIFAR-10 python batch, parsed from ``raw`` with the restricted unpickler."""
+    try:
+        d = _BatchUnpickler(raw, path).load()
+    except UnsafeDataFileError:
+        raise
+    except Exception as e:
+        raise ValueError(f"{path} is not a readable CIFAR-10 python batch ({type(e).__name__}: {e}).\n"
+                         + _how_to_get("cifar10")) from e
+    if not isinstance(d, dict):
+        raise ValueError(f"{path} is not a CIFAR-10 python batch: it holds a {type(d).__name__}, expected a dict "
+                         "with 'data' and 'labels'.\n" + _how_to_get("cifar10"))
+    out = []
+    for key in ("data", "labels"):
+        for k in (key.encode(), key):  # bytes or str keys
+            if k in d:
+                out.append(np.asarray(d[k]))
+                break
+        else:
+            raise ValueError(f"{path} is not a CIFAR-10 python batch: it has no {key!r} entry (keys: "
+                             f"{sorted(map(repr, d))}).\n" + _how_to_get("cifar10"))
+    return tuple(out)
 
 
 def _read_cifar(root: Path, verify: bool = True):
     files = [root / b for b in _CIFAR_BATCHES]
     if verify and _is_verified("cifar10", files):
         verify = False
-    try:
-        batches = [_read_cifar_batch(p) for p in files]
-    except Exception as e:
-        raise ValueError(f"{root} does not hold readable CIFAR-10 python batches ({e}).\n"
-                         + _how_to_get("cifar10")) from e
+    batches, all_known = [], True
+    for p in files:
+        raw, known = _read_checked("cifar10", p) if verify else (p.read_bytes(), False)
+        all_known = all_known and known
+        batches.append(_read_cifar_batch(p, raw))
+        del raw
     if verify:
-        _check_content("cifar10", files, [a for batch in batches for a in batch], root)
+        if all_known:
+            _mark_verified("cifar10", files)
+        else:
+            _check_content("cifar10", files, [a for batch in batches for a in batch], root)
     try:
         xs = [data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1) for data, _ in batches]
         ys = [labels.reshape(-1) for _, labels in batches]
     except ValueError as e:
         raise ValueError(f"{root}: unexpected CIFAR-10 array shapes ({e}).\n" + _how_to_get("cifar10")) from e
-    return (np.concatenate(xs[:5]), np.concatenate(ys[:5])), (xs[5], ys[5])
+    n = len(_CIFAR_TRAIN)
+    return (np.concatenate(xs[:n]), np.concatenate(ys[:n])), (xs[n], ys[n])
 
 
 def _read_digits():
@@ -498,6 +740,7 @@ def fetch(name: str, data_dir=None) -> Path:
     folder (with ``train/`` and ``val/``), or, for ``digits``, scikit-learn's bundled data file.
     """
     name = _check_name(name)
+    data_dir = _check_data_dir(data_dir)
     if name == "digits":
         import sklearn.datasets
 
@@ -525,6 +768,7 @@ def load_arrays(name: str, data_dir=None):
     and CIFAR-10 and a fixed stratified 20 % split for digits. Not available for imagenette (use :func:`load`).
     """
     name = _check_name(name)
+    data_dir = _check_data_dir(data_dir)
     (x_tr, y_tr), (x_va, y_va) = _raw_arrays(name, data_dir)
     return (
         (x_tr.astype(np.float32), y_tr.astype(np.int32)),
@@ -591,9 +835,8 @@ def _imagenette_files(root: Path):
     return (*listing(train), *listing(val), tuple(classes))
 
 
-def _imagenette_pipelines(root: Path, batch_size, seed, max_train, max_val, augment, size):
-    import tensorflow as tf
-
+def _imagenette_selection(root: Path, seed, max_train, max_val):
+    """The Imagenette files and labels kept for ``max_train`` / ``max_val`` (both backends' pipelines)."""
     f_tr, y_tr, f_va, y_va, classes = _imagenette_files(root)
     sel = _subset_index(len(f_tr), max_train, seed, 0)
     if sel is not None:
@@ -601,7 +844,18 @@ def _imagenette_pipelines(root: Path, batch_size, seed, max_train, max_val, augm
     sel = _subset_index(len(f_va), max_val, seed, 1)
     if sel is not None:
         f_va, y_va = [f_va[i] for i in sel], y_va[sel]
-    big = int(round(size * 256 / 224))  # resize 256 -> crop 224, scaled with image_size
+    return f_tr, y_tr, f_va, y_va, classes
+
+
+def _crop_size(size: int) -> int:
+    return int(round(size * 256 / 224))  # resize 256 -> crop 224, scaled with image_size
+
+
+def _imagenette_pipelines(root: Path, batch_size, seed, max_train, max_val, augment, size):
+    import tensorflow as tf
+
+    f_tr, y_tr, f_va, y_va, classes = _imagenette_selection(root, seed, max_train, max_val)
+    big = _crop_size(size)
 
     def read(files, labels, i):
         raw = tf.io.read_file(tf.gather(files, i))
@@ -616,7 +870,7 @@ def _imagenette_pipelines(root: Path, batch_size, seed, max_train, max_val, augm
         return fn
 
     def preprocess_train(files, labels):
-        # SPEC §4 / the thesis' augment_image, with stateless (seeded, order-independent) random ops.
+        # docs/method.md §4 / the thesis' augment_image, with stateless (seeded, order-independent) random ops.
         def fn(i, r):
             img, y = read(files, labels, i)
             s = tf.random.experimental.stateless_split(tf.stack([r, i]), num=4)
@@ -651,6 +905,165 @@ def _imagenette_pipelines(root: Path, batch_size, seed, max_train, max_val, augm
     return train, val, len(f_tr), len(f_va), classes
 
 
+# --------------------------------------------------------------------------------------------------
+# NumPy batches for the JAX and PyTorch backends (keras.utils.PyDataset; no TensorFlow)
+# --------------------------------------------------------------------------------------------------
+
+# Streams of the seeded generators: 0 and 1 are the max_train / max_val subsets (_subset_index).
+_ORDER_STREAM = 2
+_AUGMENT_STREAM = 3
+_BATCH_CLASSES = {}
+
+
+def _use_tf_data() -> bool:
+    """Whether :func:`load` builds ``tf.data`` pipelines (the TensorFlow backend) or NumPy batches (JAX, PyTorch)."""
+    import keras
+
+    return keras.backend.backend() == "tensorflow"
+
+
+def _batch_classes() -> dict:
+    """The :class:`keras.utils.PyDataset` subclasses of the NumPy pipelines, defined at first use (imports Keras)."""
+    if _BATCH_CLASSES:
+        return _BATCH_CLASSES
+    import keras
+
+    class Batches(keras.utils.PyDataset):
+        """``n`` examples in batches of ``batch_size``: ``(x, y)`` NumPy arrays, float32 raw pixels and int32
+        labels. With ``shuffle``, epoch ``e`` takes the examples in the order of a permutation seeded with
+        ``(seed, e)`` (same seed -> same order; ``seed=None``: fresh entropy per object); Keras' ``fit`` ends an
+        epoch with :meth:`on_epoch_end`, and so does every complete iteration over the object."""
+
+        def __init__(self, n: int, batch_size: int, seed, shuffle: bool, workers: int = 1):
+            super().__init__(workers=workers, use_multiprocessing=False)
+            self.n, self.batch_size, self.seed, self.shuffle = int(n), int(batch_size), seed, bool(shuffle)
+            self._root = [int(seed)] if seed is not None else [np.random.SeedSequence().entropy]
+            self.epoch = 0
+            self._order = self.order(0)
+
+        def rng(self, *key):
+            """A generator seeded with ``(seed, *key)``."""
+            return np.random.default_rng(self._root + [int(k) for k in key])
+
+        def order(self, epoch: int) -> np.ndarray:
+            """The example order of epoch ``epoch`` (0-based)."""
+            if not self.shuffle:
+                return np.arange(self.n)
+            return self.rng(_ORDER_STREAM, epoch).permutation(self.n)
+
+        def __len__(self):
+            return -(-self.n // self.batch_size)
+
+        def __getitem__(self, index):
+            if not 0 <= index < len(self):
+                raise IndexError(f"batch {index} of {len(self)}")
+            return self.take(self._order[index * self.batch_size: (index + 1) * self.batch_size])
+
+        def take(self, idx):  # pragma: no cover - overridden
+            raise NotImplementedError
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self._order = self.order(self.epoch)
+
+        def __iter__(self):
+            for index in range(len(self)):
+                yield self[index]
+            self.on_epoch_end()
+
+    class ArrayBatches(Batches):
+        """Batches of in-memory arrays (digits, MNIST, CIFAR-10; ``x`` kept in its stored dtype, cast per batch)."""
+
+        def __init__(self, x, y, batch_size, seed, shuffle):
+            self.x, self.y = x, np.asarray(y).astype(np.int32)
+            super().__init__(len(self.y), batch_size, seed, shuffle)
+
+        def take(self, idx):
+            return self.x[idx].astype(np.float32), self.y[idx]
+
+    class ImageBatches(Batches):
+        """Batches of Imagenette JPEG files: resized to ``size`` (validation, or ``augment=False``), or augmented as
+        the tf.data pipeline does, with a generator seeded with ``(seed, epoch, image index)``."""
+
+        def __init__(self, files, labels, batch_size, seed, shuffle, augment, size, workers):
+            self.files, self.labels = list(files), np.asarray(labels, np.int32)
+            self.augment, self.size, self.big = bool(augment), int(size), _crop_size(size)
+            super().__init__(len(self.files), batch_size, seed, shuffle, workers=workers)
+
+        def image(self, i: int, epoch: int) -> np.ndarray:
+            img = _read_image(self.files[i])
+            if not self.augment:
+                return _resize_bilinear(img, self.size, self.size)
+            return _augment(img, self.rng(_AUGMENT_STREAM, epoch, i), self.size, self.big)
+
+        def take(self, idx):
+            epoch = self.epoch
+            return np.stack([self.image(int(i), epoch) for i in idx]), self.labels[idx]
+
+    _BATCH_CLASSES.update(Batches=Batches, ArrayBatches=ArrayBatches, ImageBatches=ImageBatches)
+    return _BATCH_CLASSES
+
+
+def _read_image(path) -> np.ndarray:
+    """A JPEG (or PNG) file as a float32 ``(h, w, 3)`` RGB array, decoded with Pillow."""
+    try:
+        from PIL import Image
+    except ImportError as e:
+        raise ImportError("Reading Imagenette without TensorFlow (the JAX and PyTorch backends) decodes the JPEG "
+                          "files with Pillow: pip install pillow") from e
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.float32)
+
+
+def _resize_bilinear(img: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``tf.image.resize(img, [height, width])`` in NumPy: bilinear, half-pixel centres, no antialiasing."""
+
+    def taps(n_in, n_out):
+        c = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+        low = np.floor(c)
+        frac = (c - low).astype(np.float32)
+        return np.clip(low, 0, n_in - 1).astype(np.intp), np.clip(low + 1, 0, n_in - 1).astype(np.intp), frac
+
+    y0, y1, fy = taps(img.shape[0], height)
+    x0, x1, fx = taps(img.shape[1], width)
+    rows = img[y0] + (img[y1] - img[y0]) * fy[:, None, None]
+    return (rows[:, x0] + (rows[:, x1] - rows[:, x0]) * fx[None, :, None]).astype(np.float32)
+
+
+def _adjust_saturation(img: np.ndarray, factor: float) -> np.ndarray:
+    """``tf.image.adjust_saturation`` in closed form: in HSV, ``s <- clip(s * factor, 0, 1)`` with hue and value
+    kept, i.e. every channel ``c <- v - (v - c) * s' / s`` (``v`` the pixel's max, ``s = (v - min) / v``)."""
+    v = img.max(axis=-1, keepdims=True)
+    low = img.min(axis=-1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        s = np.where(v > 0, (v - low) / v, 0.0)
+        ratio = np.where(s > 0, np.clip(s * factor, 0.0, 1.0) / s, 1.0)
+    return (v - (v - img) * ratio).astype(np.float32)
+
+
+def _augment(img: np.ndarray, rng, size: int, big: int) -> np.ndarray:
+    """The training augmentation of docs/method.md §4 in NumPy: resize ``big`` -> random crop ``size`` -> random
+    horizontal flip -> brightness ±0.2 (added to raw 0..255 pixels, as the thesis) -> saturation 0.8..1.2 ->
+    clip 0..255."""
+    img = _resize_bilinear(img, big, big)
+    top, left = rng.integers(0, big - size + 1, size=2)
+    img = img[top: top + size, left: left + size]
+    if rng.random() < 0.5:
+        img = img[:, ::-1]
+    img = img + np.float32(rng.uniform(-0.2, 0.2))
+    img = _adjust_saturation(img, rng.uniform(0.8, 1.2))
+    return np.clip(img, 0.0, 255.0).astype(np.float32)
+
+
+def _imagenette_batches(root: Path, batch_size, seed, max_train, max_val, augment, size):
+    f_tr, y_tr, f_va, y_va, classes = _imagenette_selection(root, seed, max_train, max_val)
+    ImageBatches = _batch_classes()["ImageBatches"]
+    workers = max(1, min(4, os.cpu_count() or 1))  # threads: Pillow's decoder and NumPy release the GIL
+    train = ImageBatches(f_tr, y_tr, batch_size, seed, True, augment, size, workers)
+    val = ImageBatches(f_va, y_va, batch_size, seed, False, False, size, workers)
+    return train, val, len(f_tr), len(f_va), classes
+
+
 _INPUT_SHAPE = {"digits": (8, 8, 1), "mnist": (28, 28), "cifar10": (32, 32, 3)}
 _CLASS_NAMES = {
     "digits": tuple(str(i) for i in range(10)),
@@ -669,25 +1082,30 @@ def load(
     augment=None,
     image_size=None,
 ) -> Splits:
-    """Batched tf.data pipelines for ``name`` (see the module docstring for where files come from).
+    """Batched pipelines for ``name`` (see the module docstring for where files come from): ``tf.data`` on the
+    TensorFlow backend, NumPy batches (:class:`keras.utils.PyDataset`) on JAX and PyTorch.
 
     ``train`` is shuffled with ``seed`` (reshuffled each epoch; same seed -> same batch order on the same
-    machine and TensorFlow global-seed state), ``val`` is not shuffled; both yield float32 raw pixels and
-    int32 labels and are prefetched. ``max_train`` / ``max_val`` keep the first N examples of a permutation
+    machine and, for tf.data, TensorFlow global-seed state), ``val`` is not shuffled; both yield float32 raw
+    pixels and int32 labels (tf.data: prefetched). ``max_train`` / ``max_val`` keep the first N examples of a permutation
     seeded with ``seed`` (quick profiles). ``augment=None`` uses the dataset default: only Imagenette augments
     (resize 256 -> random crop 224 -> random horizontal flip -> brightness +-0.2 -> saturation 0.8-1.2 ->
     clip 0..255; validation: resize 224). ``image_size`` (Imagenette only) replaces 224, the resize before
-    the crop becomes ``round(image_size * 8 / 7)``.
+    the crop becomes ``round(image_size * 8 / 7)``. Every argument is checked before any file is read.
     """
     name = _check_name(name)
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    _check_count("batch_size", batch_size, allow_none=False)
+    _check_seed(seed)
+    data_dir = _check_data_dir(data_dir)
+    _check_count("max_train", max_train)
+    _check_count("max_val", max_val)
+    _check_augment(augment)
+    image_size = _check_image_size(image_size)
     if name == "imagenette":
-        size = _IMAGENETTE_SIZE if image_size is None else int(image_size)
-        if size < 1:
-            raise ValueError(f"image_size must be positive, got {image_size!r}")
+        size = _IMAGENETTE_SIZE if image_size is None else image_size
         root = _imagenette_path(data_dir)
-        train, val, n_tr, n_va, classes = _imagenette_pipelines(
+        pipelines = _imagenette_pipelines if _use_tf_data() else _imagenette_batches
+        train, val, n_tr, n_va, classes = pipelines(
             root, int(batch_size), seed, max_train, max_val, True if augment is None else bool(augment), size
         )
         return Splits(name, train, val, (size, size, 3), len(classes), n_tr, n_va, classes)
@@ -702,27 +1120,35 @@ def load(
     sel = _subset_index(len(y_va), max_val, seed, 1)
     if sel is not None:
         x_va, y_va = x_va[sel], y_va[sel]
-    train = _array_dataset(x_tr, y_tr, int(batch_size), seed, shuffle=True)
-    val = _array_dataset(x_va, y_va, int(batch_size), seed, shuffle=False)
+    if _use_tf_data():
+        train = _array_dataset(x_tr, y_tr, int(batch_size), seed, shuffle=True)
+        val = _array_dataset(x_va, y_va, int(batch_size), seed, shuffle=False)
+    else:
+        ArrayBatches = _batch_classes()["ArrayBatches"]
+        train = ArrayBatches(x_tr, y_tr, int(batch_size), seed, shuffle=True)
+        val = ArrayBatches(x_va, y_va, int(batch_size), seed, shuffle=False)
     return Splits(name, train, val, _INPUT_SHAPE[name], 10, len(y_tr), len(y_va), _CLASS_NAMES[name])
 
 
 def describe() -> str:
     """How the loader finds data files, with the folders currently configured (``print(describe())``)."""
-    dirs, _ = _local_dirs(None)
+    env = [d for d in os.environ.get(ENV_DATA_DIR, "").split(os.pathsep) if d.strip()]
     lines = [
         "lqs datasets: " + ", ".join(DATASETS),
         "  digits: scikit-learn's bundled load_digits (no download); stratified 80/20 split, "
         f"random_state={DIGITS_SPLIT_RANDOM_STATE}.",
-        "  mnist, cifar10, imagenette are looked up in: 1) load(..., data_dir=...), "
-        f"2) ${ENV_DATA_DIR} (folders separated by '{os.pathsep}'), 3) the Keras cache $KERAS_HOME/datasets "
-        "(downloaded there with keras.utils.get_file when missing).",
+        "  mnist, cifar10, imagenette are looked up in: 1) load(..., data_dir=...) (only there when given), "
+        f"2) ${ENV_DATA_DIR} (folders separated by '{os.pathsep}'), 3) the data/ folder of a source checkout, "
+        "4) the Keras cache $KERAS_HOME/datasets (downloaded there with keras.utils.get_file when missing).",
         "  Expected layout of a data folder: mnist.npz, cifar-10-batches-py/{data_batch_1..5,test_batch}, "
         "imagenette2-160/{train,val}/<wnid>/*.JPEG (or imagenette2-160.tgz).",
-        f"  Offline: export {ENV_DATA_DIR}=/path/to/shared/data/keras/datasets (verified by content sha256, "
-        "so re-packed copies are accepted; local files are never passed to get_file or deleted).",
-        f"  {ENV_DATA_DIR} now: " + (os.pathsep.join(str(d) for d in dirs) if dirs else "(not set)"),
+        f"  Offline: export {ENV_DATA_DIR}=/path/to/shared/data/keras/datasets (verified by checksum, or by "
+        "content sha256 for re-packed copies; local files are never passed to get_file or deleted; nothing in "
+        "a data file is executed).",
+        f"  {ENV_DATA_DIR} now: " + (os.pathsep.join(env) if env else "(not set)"),
+        f"  Checkout data/ folder: {CHECKOUT_DATA_DIR if CHECKOUT_DATA_DIR is not None else '(not a checkout)'}",
         f"  Keras cache now: {_keras_base() / 'datasets'}",
         f"  Sources: {MNIST_URL} ; {CIFAR10_URL} ; {IMAGENETTE_URL}",
+        f"  Checksums: lqs_core/{_MANIFEST_FILE} (data/manifest.json in a checkout).",
     ]
     return "\n".join(lines)

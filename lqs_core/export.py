@@ -1,4 +1,4 @@
-"""Compact export of a trained quantized model: bit-packed integer tensors + float32 scales (SPEC §3).
+"""Compact export of a trained quantized model: bit-packed integer tensors + float32 scales (docs/method.md §3).
 
 :func:`save_integers` writes, for every quantized parameter (in :func:`lqs_core.layers.quantized_params` order),
 the integers ``P_q = floor(P / s)`` offset by their min and bit-packed to their fixed width
@@ -25,6 +25,19 @@ Loading sets each scale to the stored scale and each float parameter to the midd
 ``P = (P_q + 0.5) · s`` for ``floor`` (``P_q · s`` for ``round``): ``P_q · s`` itself may floor to ``P_q - 1`` after
 float32 rounding. Elements whose ``integers(P)`` still differs (large ``|P_q|``, where float32 spacing approaches
 ``s``) are moved one float32 step at a time towards their bin; the load raises if any integer still differs.
+
+Checks (every one raises ``ValueError`` naming the tensor or file, the bad value and what is allowed):
+
+* saving refuses a scale that is not finite and > 0 and integers ``P_q`` outside the int64 range (a scale too small
+  for its weights), which would otherwise be written wrapped; the check runs before anything is written, so an
+  existing file at ``path`` is kept;
+* reading refuses a file that is truncated, has another magic or format version, fails a checksum, or whose
+  header is malformed (bits outside 0..64, an integer range that is not int64 or does not fit its bits, a scale
+  shape that does not broadcast to its tensor, duplicate names), whose scales are not finite and > 0, or whose
+  unpacked integers fall outside the range its header declares;
+* loading into a model checks the file and the model's structure (count, host, parameter, shapes, rounding, the
+  other weights' shapes and dtypes) before it assigns anything, and restores the model's previous values if an
+  assignment still fails (the float32 case above): on any error the model is unchanged.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ import os
 import struct
 import warnings
 import zlib
-from typing import Dict, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -48,6 +61,8 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<6sHII")  # magic, version, header length, header crc32
 _CHUNK = 1 << 16  # elements per packing chunk (a multiple of 8, so chunks end on byte boundaries)
 _MAX_NUDGES = 16
+_MAX_BITS = 64  # int64 integers never need more
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -64,7 +79,8 @@ def pack_bits(values: np.ndarray, bits: int) -> Tuple[bytes, int]:
         raise ValueError(f"{bits} bits cannot hold the range {lo}..{int(v.max())}.")
     if bits == 0:
         return b"", lo
-    u = (v - lo).astype(np.uint64)  # v - lo >= 0 and < 2**63 for int64 input
+    # v - lo in modular uint64 arithmetic: exact for any int64 range, up to 2**64 - 1 (int64 subtraction would wrap)
+    u = v.view(np.uint64) - np.uint64(lo % 2**64)
     shifts = np.arange(bits, dtype=np.uint64)
     parts = []
     for start in range(0, u.size, _CHUNK):
@@ -76,6 +92,12 @@ def pack_bits(values: np.ndarray, bits: int) -> Tuple[bytes, int]:
 
 def unpack_bits(data: bytes, count: int, bits: int, minimum: int) -> np.ndarray:
     """Inverse of :func:`pack_bits`: ``count`` int64 values of ``bits`` bits each, plus ``minimum``."""
+    if not 0 <= bits <= _MAX_BITS:
+        raise ValueError(f"bits must be in 0..{_MAX_BITS}, got {bits}.")
+    if not _INT64_MIN <= minimum <= _INT64_MAX:
+        raise ValueError(f"minimum must be an int64, got {minimum}.")
+    if count < 0:
+        raise ValueError(f"count must be >= 0, got {count}.")
     if bits == 0:
         return np.full(count, minimum, dtype=np.int64)
     need = -(-count * bits // 8)
@@ -90,7 +112,7 @@ def unpack_bits(data: bytes, count: int, bits: int, minimum: int) -> np.ndarray:
         bitmat = np.unpackbits(raw[i * chunk_bytes : i * chunk_bytes + -(-n * bits // 8)], bitorder="little")
         bitmat = bitmat[: n * bits].reshape(n, bits).astype(np.uint64)
         u = (bitmat * weights).sum(axis=1, dtype=np.uint64)
-        out[start : start + n] = u.astype(np.int64) + np.int64(minimum)
+        out[start : start + n] = (u + np.uint64(minimum % 2**64)).view(np.int64)  # modular, as in pack_bits
     return out
 
 
@@ -121,12 +143,48 @@ def _weight_name(w) -> str:
     return str(getattr(w, "path", None) or getattr(w, "name", "weight"))
 
 
+def _scale_problem(s) -> Optional[str]:
+    """``None`` if every value of the scale ``s`` is finite and > 0, else what is wrong with it."""
+    s = np.asarray(s, dtype=np.float64)
+    bad = ~(np.isfinite(s) & (s > 0))
+    if not bad.any():
+        return None
+    values = s[bad].ravel()
+    shown = ", ".join(f"{v:.6g}" for v in values[:3]) + (", ..." if values.size > 3 else "")
+    return f"{int(bad.sum())} of {s.size} scale value(s) are not finite and > 0 ({shown}); a scale must be a finite float > 0"
+
+
+def _integers_for_export(name: str, variable, quantizer, path) -> np.ndarray:
+    """``integers(P)`` of one quantized parameter as int64, or a ``ValueError`` naming the tensor and the range."""
+    rounding = str(getattr(quantizer, "rounding", "floor"))
+    q = _to_numpy(quantizer.integers(variable))
+    if not np.all(np.isfinite(q)):
+        raise ValueError(
+            f"tensor {name!r}: {rounding}(P / s) has {int((~np.isfinite(q)).sum())} non-finite value(s) (NaN/inf "
+            f"weights); the file stores int64 integers only. Nothing was written to {os.fspath(path)!r}."
+        )
+    if q.size:
+        lo, hi = float(q.min()), float(q.max())
+        if lo < -(2.0**63) or hi >= 2.0**63:
+            p_max = float(np.max(np.abs(_to_numpy(variable))))
+            s_min = float(np.min(_to_numpy(quantizer.scale)))
+            raise ValueError(
+                f"tensor {name!r}: {rounding}(P / s) spans {lo:.6g}..{hi:.6g}, outside the int64 range "
+                f"{_INT64_MIN}..{_INT64_MAX} that the file stores (max |P| = {p_max:.6g}, min s = {s_min:.6g}: the "
+                f"scale is too small for these weights); refusing to write wrapped integers. Nothing was written to "
+                f"{os.fspath(path)!r}."
+            )
+    return q.astype(np.int64)
+
+
 def save_integers(model, path, include_other: bool = True) -> dict:
     """Write the integer tensors and scales of ``model`` to ``path`` (format above); atomic.
 
     ``include_other`` also stores the model's non-quantized weights (raw), so that :func:`load_integers` restores
     the whole model. Returns ``{"path", "file_bytes", "packed_bytes", "header_bytes", "other_bytes",
     "n_tensors"}`` where ``packed_bytes`` is the sum of :func:`lqs_core.metrics.packed_size_bytes` of the tensors.
+    Raises ``ValueError`` (before anything is written) for a model without quantized parameters, a scale that is
+    not finite and > 0, and integers that are not finite or exceed int64.
     """
     entries = _quantized(model)
     payload, tensors, packed_total = [], [], 0
@@ -139,11 +197,11 @@ def save_integers(model, path, include_other: bool = True) -> dict:
         return start, len(block)
 
     for name, (_, layer, param, variable, quantizer) in entries:
-        q = _to_numpy(quantizer.integers(variable))
-        if not np.all(np.isfinite(q)):
-            raise ValueError(f"{name}: floor(P / s) has non-finite values; cannot export.")
-        q = q.astype(np.int64)
         s = _to_numpy(quantizer.scale).astype("<f4")
+        problem = _scale_problem(s)
+        if problem:
+            raise ValueError(f"tensor {name!r}: {problem}. Nothing was written to {os.fspath(path)!r}.")
+        q = _integers_for_export(name, variable, quantizer, path)
         bits = bits_fixed(q)
         data, lo = pack_bits(q, bits)
         t_off, t_len = add(data)
@@ -210,55 +268,125 @@ def _read(path) -> Tuple[dict, bytes]:
     with open(path, "rb") as f:
         blob = f.read()
     if len(blob) < _PREFIX.size:
-        raise ValueError(f"{path}: truncated or not an lqs integer file ({len(blob)} bytes).")
+        raise ValueError(
+            f"{path}: truncated file or not an lqs integer file: {len(blob)} bytes, shorter than the "
+            f"{_PREFIX.size}-byte prefix (magic {MAGIC!r}, format version, header length, header CRC-32)."
+        )
     magic, version, header_len, header_crc = _PREFIX.unpack_from(blob, 0)
     if magic != MAGIC:
-        raise ValueError(f"{path}: not an lqs integer file (bad magic {magic!r}).")
+        raise ValueError(
+            f"{path}: not an lqs integer file: it starts with {magic!r}, an lqs integer file starts with {MAGIC!r}."
+        )
     if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported format version {version} (this lqs reads version {FORMAT_VERSION}).")
+        raise ValueError(f"{path}: unsupported format version {version}; this lqs reads version {FORMAT_VERSION} only.")
     header_bytes = blob[_PREFIX.size : _PREFIX.size + header_len]
     if len(header_bytes) != header_len:
-        raise ValueError(f"{path}: truncated file (header cut short).")
+        raise ValueError(
+            f"{path}: truncated file: the header is {header_len} bytes, only {len(header_bytes)} follow the prefix."
+        )
     if zlib.crc32(header_bytes) != header_crc:
         raise ValueError(f"{path}: corrupt file (header checksum mismatch).")
     try:
         header = json.loads(header_bytes.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"{path}: corrupt header ({e}).") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: corrupt header (a JSON {type(header).__name__}, expected an object).")
     if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: unsupported format {header.get('format')!r} version {header.get('version')!r} "
             f"(expected {FORMAT_NAME!r} version {FORMAT_VERSION})."
         )
+    for key in ("payload_bytes", "payload_crc32"):
+        if not _is_int(header.get(key)) or header[key] < 0:
+            raise ValueError(f"{path}: corrupt header ({key} is {header.get(key)!r}, expected an integer >= 0).")
     body = blob[_PREFIX.size + header_len :]
-    if len(body) != header.get("payload_bytes"):
+    if len(body) < header["payload_bytes"]:
         raise ValueError(
-            f"{path}: truncated or corrupt file (payload is {len(body)} bytes, header says {header.get('payload_bytes')})."
+            f"{path}: truncated file: the payload is {len(body)} bytes, the header says {header['payload_bytes']}."
         )
-    if zlib.crc32(body) != header.get("payload_crc32"):
+    if len(body) > header["payload_bytes"]:
+        raise ValueError(
+            f"{path}: corrupt file: {len(body)} bytes of payload, the header says {header['payload_bytes']} "
+            "(trailing data after the payload)."
+        )
+    if zlib.crc32(body) != header["payload_crc32"]:
         raise ValueError(f"{path}: corrupt file (payload checksum mismatch).")
     return header, body
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _field_int(t: dict, key: str, what: str, low: Optional[int] = None, high: Optional[int] = None) -> int:
+    v = t[key]
+    if not _is_int(v) or (low is not None and v < low) or (high is not None and v > high):
+        allowed = "an integer" + (f" in {low}..{high}" if low is not None and high is not None else "")
+        allowed += f" >= {low}" if low is not None and high is None else ""
+        raise ValueError(f"corrupt header: {what}: {key} is {v!r}, expected {allowed}.")
+    return v
+
+
+def _field_shape(t: dict, key: str, what: str) -> Tuple[int, ...]:
+    v = t[key]
+    if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
+        raise ValueError(f"corrupt header: {what}: {key} is {v!r}, expected a list of integers >= 0.")
+    return tuple(v)
+
+
 def _block(body: bytes, offset: int, nbytes: int, what: str) -> bytes:
-    if offset < 0 or nbytes < 0 or offset + nbytes > len(body):
-        raise ValueError(f"corrupt file: block of {what} lies outside the payload.")
+    if not (_is_int(offset) and _is_int(nbytes)) or offset < 0 or nbytes < 0 or offset + nbytes > len(body):
+        raise ValueError(
+            f"corrupt file: the block of {what} (offset {offset!r}, {nbytes!r} bytes) lies outside the payload of "
+            f"{len(body)} bytes."
+        )
     return body[offset : offset + nbytes]
 
 
 def _decode(header: dict, body: bytes):
+    entries = header["tensors"]
+    if not isinstance(entries, list):
+        raise ValueError(f"corrupt header: 'tensors' is {type(entries).__name__}, expected a list.")
     tensors, scales_ = {}, {}
-    for t in header["tensors"]:
-        shape = tuple(t["shape"])
+    for t in entries:
+        name = t["name"]
+        what = f"tensor {name!r}"
+        if not isinstance(name, str) or name in tensors:
+            raise ValueError(f"corrupt header: tensor name {name!r} is not a string or appears twice.")
+        shape = _field_shape(t, "shape", what)
+        bits = _field_int(t, "bits", what, 0, _MAX_BITS)
+        lo = _field_int(t, "min", what, _INT64_MIN, _INT64_MAX)
+        hi = _field_int(t, "max", what, lo, _INT64_MAX)
+        if (hi - lo).bit_length() > bits:
+            raise ValueError(f"corrupt header: {what}: {bits} bits cannot hold its integer range {lo}..{hi}.")
         count = int(np.prod(shape, dtype=np.int64))
-        data = _block(body, t["offset"], t["nbytes"], t["name"])
-        values = unpack_bits(data, count, int(t["bits"]), int(t["min"])).reshape(shape)
-        s_data = _block(body, t["scale_offset"], t["scale_nbytes"], f"{t['name']} scale")
+        data = _block(body, t["offset"], t["nbytes"], what)
+        values = unpack_bits(data, count, bits, lo)
+        if values.size and (int(values.min()) < lo or int(values.max()) > hi):
+            raise ValueError(
+                f"corrupt file: {what} unpacks to {int(values.min())}..{int(values.max())}, outside the range "
+                f"{lo}..{hi} its header declares."
+            )
+        scale_shape = _field_shape(t, "scale_shape", f"{what} scale")
+        s_data = _block(body, t["scale_offset"], t["scale_nbytes"], f"{what} scale")
+        if len(s_data) != 4 * int(np.prod(scale_shape, dtype=np.int64)):
+            raise ValueError(
+                f"corrupt file: the scale of {what} has {len(s_data)} bytes, shape {scale_shape} needs "
+                f"{4 * int(np.prod(scale_shape, dtype=np.int64))} (float32)."
+            )
         s = np.frombuffer(s_data, dtype="<f4")
-        if s.size != int(np.prod(t["scale_shape"], dtype=np.int64)):
-            raise ValueError(f"corrupt file: scale of {t['name']} has {s.size} values for shape {t['scale_shape']}.")
-        tensors[t["name"]] = values
-        scales_[t["name"]] = s.reshape(tuple(t["scale_shape"])).astype(np.float32)
+        try:
+            np.broadcast_shapes(scale_shape, shape)
+        except ValueError:
+            raise ValueError(
+                f"corrupt header: {what}: scale shape {scale_shape} does not broadcast to the tensor shape {shape}."
+            ) from None
+        problem = _scale_problem(s)
+        if problem:
+            raise ValueError(f"{what}: {problem}.")
+        tensors[name] = values.reshape(shape)
+        scales_[name] = s.reshape(scale_shape).astype(np.float32)
     return tensors, scales_
 
 
@@ -268,16 +396,22 @@ def read_header(path) -> dict:
 
 
 def read_integers(path) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
-    """``({name: P_q int64}, {name: s float32})`` from a file written by :func:`save_integers`, no model needed."""
+    """``({name: P_q int64}, {name: s float32})`` from a file written by :func:`save_integers`, no model needed.
+
+    Raises ``ValueError`` for a file that is not a valid integer file (module docstring, "Checks")."""
     header, body = _read(path)
-    return _checked_decode(path, header, body)
+    return _checked(path, _decode, header, body)
 
 
-def _checked_decode(path, header, body):
+def _checked(path, fn, *args):
+    """``fn(*args)``, with a malformed header field (KeyError, TypeError, ...) or a ValueError reported as a
+    ``ValueError`` that names ``path``."""
     try:
-        return _decode(header, body)
-    except (KeyError, TypeError, IndexError) as e:
-        raise ValueError(f"{path}: corrupt header (missing or malformed field {e}).") from None
+        return fn(*args)
+    except KeyError as e:
+        raise ValueError(f"{path}: corrupt header (missing field {e.args[0]!r}).") from None
+    except (TypeError, IndexError, AttributeError) as e:
+        raise ValueError(f"{path}: corrupt header (malformed field: {e}).") from None
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
 
@@ -291,38 +425,22 @@ def _float_for_integers(q: np.ndarray, s: np.ndarray, rounding: str) -> np.ndarr
     return ((q.astype(np.float64) + offset) * s.astype(np.float64)).astype(np.float32)
 
 
-def load_integers(model, path, match: str = "order") -> dict:
-    """Load a file from :func:`save_integers` into ``model`` (same architecture), reproducing its predictions.
-
-    Each scale is set to the stored scale and each float parameter to the middle of its integer's bin (see the
-    module docstring); afterwards ``quantizer.integers(P)`` equals the stored ``P_q`` exactly or this raises.
-    ``match="order"`` pairs stored and model tensors by position (layer names may differ, e.g. ``q_dense`` vs
-    ``q_dense_1`` in a second model); ``match="name"`` requires equal tensor names. In both cases the host class,
-    parameter name, shape, scale shape and rounding must agree; a ``ValueError`` names the tensor otherwise. The
-    stored non-quantized weights, if any, are assigned in order as well. Every check on the file and the model's
-    structure runs before anything is assigned; only the (rare) float32 failure above can leave the model partly
-    loaded. Returns ``{"tensors": n, "other": n}``, the counts assigned.
-    """
-    if match not in ("order", "name"):
-        raise ValueError(f"match must be 'order' or 'name', got {match!r}.")
-    header, body = _read(path)
-    stored_ints, stored_scales = _checked_decode(path, header, body)
-    entries = _quantized(model)
-    stored = header["tensors"]
+def _pair(stored: List[dict], entries, match: str):
     if len(stored) != len(entries):
         raise ValueError(
-            f"{path}: the file has {len(stored)} quantized tensors ({', '.join(t['name'] for t in stored)}), "
+            f"the file has {len(stored)} quantized tensors ({', '.join(t['name'] for t in stored)}), "
             f"the model {len(entries)} ({', '.join(n for n, _ in entries)})."
         )
     if match == "name":
         by_name = {t["name"]: t for t in stored}
         missing = [n for n, _ in entries if n not in by_name]
         if missing:
-            raise ValueError(f"{path}: the file has no tensor named {missing[0]!r} (it has {sorted(by_name)}).")
-        pairs = [(by_name[n], (n, e)) for n, e in entries]
-    else:
-        pairs = list(zip(stored, entries))
+            raise ValueError(f"the file has no tensor named {missing[0]!r} (it has {sorted(by_name)}).")
+        return [(by_name[n], (n, e)) for n, e in entries]
+    return list(zip(stored, entries))
 
+
+def _plan_tensors(pairs):
     plan = []
     for t, (name, (_, layer, param, variable, quantizer)) in pairs:
         label = f"tensor {name!r} (file: {t['name']!r})"
@@ -339,53 +457,105 @@ def load_integers(model, path, match: str = "order") -> dict:
         if t["rounding"] != rounding:
             raise ValueError(f"{label}: rounding {t['rounding']!r} in the file, {rounding!r} in the model.")
         plan.append((name, t["name"], variable, quantizer, rounding))
+    return plan
 
+
+def _model_dtype(w) -> Optional[np.dtype]:
+    try:
+        return np.dtype(getattr(w, "dtype", None))
+    except TypeError:  # e.g. bfloat16, which numpy does not name: no dtype check
+        return None
+
+
+def _plan_other(stored_other, model_other, body):
+    if not isinstance(stored_other, list):
+        raise ValueError(f"corrupt header: 'other' is {type(stored_other).__name__}, expected a list or null.")
+    if len(stored_other) != len(model_other):
+        raise ValueError(f"the file has {len(stored_other)} non-quantized weights, the model {len(model_other)}.")
+    plan = []
+    for o, w in zip(stored_other, model_other):
+        label = f"weight {_weight_name(w)!r} (file: {o['name']!r})"
+        shape = _field_shape(o, "shape", label)
+        if shape != tuple(w.shape):
+            raise ValueError(f"{label}: shape {shape} in the file, {tuple(w.shape)} in the model.")
+        dtype = np.dtype(o["dtype"])
+        if dtype.kind not in "biufc":
+            raise ValueError(f"corrupt header: {label}: dtype {o['dtype']!r}, expected a numeric dtype.")
+        target = _model_dtype(w)
+        if target is not None and not np.can_cast(dtype, target, "same_kind"):
+            raise ValueError(f"{label}: dtype {dtype} in the file cannot be assigned to the model's {target}.")
+        raw = _block(body, o["offset"], o["nbytes"], label)
+        if len(raw) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
+            raise ValueError(f"corrupt file: {label} has {len(raw)} bytes for shape {shape} and dtype {dtype}.")
+        plan.append((w, np.frombuffer(raw, dtype=dtype).reshape(shape)))
+    return plan
+
+
+def _assign_tensor(name, variable, quantizer, rounding, q, s):
+    quantizer.scale.assign(s)
+    p = _float_for_integers(q, np.broadcast_to(s, q.shape), rounding)
+    for _ in range(_MAX_NUDGES + 1):
+        variable.assign(p)
+        got = _to_numpy(quantizer.integers(variable)).astype(np.int64)
+        low, high = got < q, got > q
+        if not (low.any() or high.any()):
+            return
+        p = np.where(low, np.nextafter(p, np.float32(np.inf)), p)
+        p = np.where(high, np.nextafter(p, np.float32(-np.inf)), p).astype(np.float32)
+    bad = int((got != q).sum())
+    raise ValueError(
+        f"tensor {name!r}: {bad} element(s) have no float32 value P with {rounding}(P / s) equal to the stored "
+        "integer; the loaded model would not reproduce the trained one. The model was left unchanged."
+    )
+
+
+def load_integers(model, path, match: str = "order") -> dict:
+    """Load a file from :func:`save_integers` into ``model`` (same architecture), reproducing its predictions.
+
+    Each scale is set to the stored scale and each float parameter to the middle of its integer's bin (see the
+    module docstring); afterwards ``quantizer.integers(P)`` equals the stored ``P_q`` exactly or this raises.
+    ``match="order"`` pairs stored and model tensors by position (layer names may differ, e.g. ``q_dense`` vs
+    ``q_dense_1`` in a second model); ``match="name"`` requires equal tensor names. In both cases the host class,
+    parameter name, shape, scale shape and rounding must agree; a ``ValueError`` names the tensor otherwise. The
+    stored non-quantized weights, if any, are assigned in order as well (same shapes, castable dtypes).
+
+    Every check on the file (including its scales: finite and > 0) and on the model's structure runs before
+    anything is assigned; if an assignment still fails (the float32 case of the module docstring), the model's
+    previous values are restored. On any error the model is unchanged. Returns ``{"tensors": n, "other": n}``,
+    the counts assigned.
+    """
+    if match not in ("order", "name"):
+        raise ValueError(f"match must be 'order' or 'name', got {match!r}.")
+    header, body = _read(path)
+    stored_ints, stored_scales = _checked(path, _decode, header, body)
+    entries = _quantized(model)
+    pairs = _checked(path, _pair, header["tensors"], entries, match)
+    plan = _checked(path, _plan_tensors, pairs)
     other_plan = []
     stored_other = header.get("other")
     model_other = _other_weights(model, entries)
     if stored_other is not None:
-        if len(stored_other) != len(model_other):
-            raise ValueError(
-                f"{path}: the file has {len(stored_other)} non-quantized weights, the model {len(model_other)}."
-            )
-        for o, w in zip(stored_other, model_other):
-            if tuple(o["shape"]) != tuple(w.shape):
-                raise ValueError(
-                    f"weight {_weight_name(w)!r} (file: {o['name']!r}): shape {tuple(o['shape'])} in the file, "
-                    f"{tuple(w.shape)} in the model."
-                )
-            raw = _block(body, o["offset"], o["nbytes"], o["name"])
-            dtype = np.dtype(o["dtype"])
-            if len(raw) != dtype.itemsize * int(np.prod(o["shape"], dtype=np.int64)):
-                raise ValueError(f"corrupt file: weight {o['name']!r} has {len(raw)} bytes for its shape and dtype.")
-            other_plan.append((w, np.frombuffer(raw, dtype=dtype).reshape(tuple(o["shape"]))))
+        other_plan = _checked(path, _plan_other, stored_other, model_other, body)
     elif model_other:
         warnings.warn(
             f"{path} holds no non-quantized weights; the model's {len(model_other)} other weights are left as they are.",
             stacklevel=2,
         )
 
-    for name, file_name, variable, quantizer, rounding in plan:
-        q, s = stored_ints[file_name], stored_scales[file_name]
-        quantizer.scale.assign(s)
-        s_b = np.broadcast_to(s, q.shape)
-        p = _float_for_integers(q, s_b, rounding)
-        for _ in range(_MAX_NUDGES + 1):
-            variable.assign(p)
-            got = _to_numpy(quantizer.integers(variable)).astype(np.int64)
-            low, high = got < q, got > q
-            if not (low.any() or high.any()):
-                break
-            p = np.where(low, np.nextafter(p, np.float32(np.inf)), p)
-            p = np.where(high, np.nextafter(p, np.float32(-np.inf)), p).astype(np.float32)
-        else:
-            bad = int((got != q).sum())
-            raise ValueError(
-                f"tensor {name!r}: {bad} element(s) have no float32 value P with {rounding}(P / s) equal to the stored "
-                "integer; the loaded model would not reproduce the trained one."
-            )
-    for w, value in other_plan:
-        w.assign(value)
+    # Every check passed and nothing is assigned yet. Keep the current values of everything assigned below, so that
+    # a failure (an integer no float32 reproduces, or an error from the backend) leaves the model as it was.
+    touched = [quantizer.scale for _, _, _, quantizer, _ in plan] + [variable for _, _, variable, _, _ in plan]
+    touched += [w for w, _ in other_plan]
+    backup = [(v, np.array(_to_numpy(v), copy=True)) for v in touched]
+    try:
+        for name, file_name, variable, quantizer, rounding in plan:
+            _assign_tensor(name, variable, quantizer, rounding, stored_ints[file_name], stored_scales[file_name])
+        for w, value in other_plan:
+            w.assign(value)
+    except BaseException:
+        for v, value in backup:
+            v.assign(value)
+        raise
     return {"tensors": len(plan), "other": len(other_plan)}
 
 

@@ -1,4 +1,4 @@
-"""Scale granularities: which axis of a parameter keeps its own scale (SPEC §1.2).
+"""Scale granularities: which axis of a parameter keeps its own scale (docs/method.md §1.2).
 
 The scale ``s`` of a parameter ``P`` keeps the size of one axis of ``P`` and is 1 elsewhere; the *slice* of a
 scale element ``s_k`` is every element of ``P`` that shares it.

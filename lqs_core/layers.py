@@ -1,28 +1,30 @@
-"""Host layers that quantize their own parameters with nested quantizers (SPEC §1, §1.3).
+"""Host layers: Keras layers that compute with quantized parameters (docs/method.md §1, §1.3).
 
-A host layer owns its float parameters ``P`` and one :class:`~lqs_core.quantizers.NestedQuantizer` per parameter;
-in ``call`` it uses ``P_r = quantizer(P)`` where a plain layer would use ``P``. :class:`QuantizedLayer` holds the
-bookkeeping, so a new host type needs only ``build`` and ``call``. For example a quantized depthwise
-convolution would be::
+A host owns its float parameters ``P`` and one quantizer per parameter (:mod:`lqs_core.quantizers`), and in
+``call`` uses ``P_r = quantizer(P)`` where a plain layer uses ``P``. Like Larq's ``QuantDense(kernel_quantizer=)``
+and HGQ2's ``QDense(kq_conf=)``, a host takes its quantizers as objects or specs::
+
+    QDense(64, kernel_quantizer={"method": "nested", "granularity": "rowwise", "threshold": 1e-10})
+    QDense(64, kernel_quantizer={"method": "lsq", "bits": 4, "granularity": "outputwise"})
+    QConv2D(32, 3, kernel_quantizer=NestedQuantizer("channelwise", threshold=1e-10), bias_quantizer="nested")
+
+``bias_quantizer`` defaults to the kernel's method and options at ``scalar`` granularity (the thesis quantizes
+biases with one scale). The keywords of lqs 0.1 — ``granularity``, ``threshold``, ``scale_init``, ``scale_min``,
+``rounding``, ``quantizer``, ``loss_terms`` — still build the same quantizers, so every ``.keras`` file written
+before loads. :class:`QuantizedLayer` holds the bookkeeping, so a new host type needs only ``build`` and ``call``;
+a quantized depthwise convolution would be::
 
     class QDepthwiseConv2D(QuantizedLayer):
+        KERNEL_RANK = 4
         def build(self, input_shape):
-            self.kernel = self.add_quantized_weight(
-                "kernel", (3, 3, input_shape[-1], 1), self.make_quantizer(self.granularity))
+            self.kernel = self.add_quantized_weight("kernel", (3, 3, input_shape[-1], 1), self.kernel_quantizer)
         def call(self, x):
             return keras.ops.depthwise_conv(x, self.quantized("kernel"), 1, "same")
 
-``quantizer`` selects the quantizer of every parameter of a host: ``"nested"`` (default, the thesis' layer) or a
-comparator of :mod:`lqs_core.comparators` — a method name (``"fixed"``, ``"lsq"``, ``"cgmq"``) or a dict such as
-``{"method": "lsq", "bits": 4}`` (validated by :func:`lqs_core.comparators.normalize_spec`, stored in
-``get_config``). A comparator quantizer uses the layer's ``granularity`` for its scale (biases: ``scalar``) and
-ignores ``threshold`` / ``scale_init`` / ``scale_min`` / ``rounding``; quantizers with a ``calibrate(P)`` method
-(min-max scales, LSQ's initial step) are calibrated when the parameter is created and when float weights are
-loaded into it.
-
-Quantized layers are initialized with ``RandomNormal(0, 0.05)`` for weights *and* biases (the thesis' setting);
-:meth:`QuantizedLayer.from_float` builds one from a trained float layer's weights (the thesis' "PTQ" mode:
-quantization switched on for a pretrained model, which then keeps training).
+Quantizers with a ``calibrate(P)`` method (min-max scales, LSQ's initial step) are calibrated when the parameter is
+created and when float weights are loaded into it. Weights *and* biases are initialized with
+``RandomNormal(0, 0.05)`` (the thesis' setting); :meth:`QuantizedLayer.from_float` builds a host from a trained
+float layer's weights (the thesis' "PTQ" mode: quantization switched on for a pretrained model).
 """
 
 from __future__ import annotations
@@ -32,7 +34,15 @@ from typing import Optional
 import keras
 from keras import ops
 
-from lqs_core.quantizers import DEFAULT_SCALE, NestedQuantizer
+from lqs_core import loss_terms
+from lqs_core.granularity import scale_axis
+from lqs_core.quantizers import registry
+from lqs_core.quantizers.base import Quantizer
+from lqs_core.quantizers.nested import NestedQuantizer
+
+#: Keywords of lqs 0.1 hosts that describe their quantizers (still accepted; see the module docstring).
+LEGACY_QUANTIZER_KEYWORDS = ("granularity", "threshold", "scale_init", "scale_min", "rounding", "quantizer",
+                             "loss_terms")
 
 
 def default_initializer():
@@ -40,57 +50,83 @@ def default_initializer():
     return keras.initializers.RandomNormal(mean=0.0, stddev=0.05)
 
 
+def _legacy_specs(legacy: dict):
+    """Kernel and bias specs from lqs 0.1 keywords (``quantizer`` = "nested" or a comparator dict)."""
+    base = legacy.get("quantizer")
+    base = dict(registry.normalize(base)) if base not in (None, "nested") else {"method": "nested"}
+    if base["method"] == "nested":
+        for key in ("threshold", "scale_init", "scale_min", "rounding"):
+            if legacy.get(key) is not None:
+                base[key] = legacy[key]
+    base.pop("granularity", None)
+    kernel = {**base, "granularity": legacy.get("granularity") or "scalar"}
+    bias = {**base, "granularity": "scalar"}
+    terms = legacy.get("loss_terms") or {}
+    if terms:
+        kernel["loss_terms"], bias["loss_terms"] = terms.get("kernel", []), terms.get("bias", [])
+    return kernel, bias
+
+
+def _bias_spec(kernel_quantizer) -> dict:
+    """The default bias spec: the kernel quantizer's method and options at ``scalar`` granularity."""
+    spec = {**registry.normalize(kernel_quantizer), "granularity": "scalar"}
+    spec.pop("axis", None)
+    return spec
+
+
+def _make(spec, granularity: str, name: str) -> Quantizer:
+    """The quantizer of ``spec``; a spec dict may carry ``loss_terms`` for a nested quantizer (lqs 0.1 files)."""
+    terms = None
+    if isinstance(spec, dict) and "class_name" not in spec:
+        spec = dict(spec)
+        terms = spec.pop("loss_terms", None)
+    quantizer = registry.get(spec, granularity=granularity, name=name)
+    if terms:
+        if not isinstance(quantizer, NestedQuantizer):
+            raise ValueError(f"loss_terms apply to the nested quantizer only, got {type(quantizer).__name__}.")
+        quantizer.loss_terms = [loss_terms.get(t) for t in terms]
+    return quantizer
+
+
 class QuantizedLayer(keras.layers.Layer):
     """Base of host layers: parameters registered with :meth:`add_quantized_weight` are quantized in ``call``.
 
-    Common arguments: ``granularity`` (of the main weight; biases always use ``scalar``), ``threshold`` (λ),
-    ``scale_init``, ``scale_min``, ``rounding`` — passed to every nested quantizer of the layer; ``quantizer``:
-    ``"nested"`` (default) or a comparator spec (module docstring).
+    Args:
+        kernel_quantizer: quantizer object or spec of the main weight (:func:`lqs_core.quantizers.get`);
+            default: the nested quantizer at ``scalar`` granularity.
+        bias_quantizer: of the bias; default: the kernel quantizer's method and options at ``scalar``.
+        granularity, threshold, scale_init, scale_min, rounding, quantizer, loss_terms: lqs 0.1 keywords
+            (module docstring); not together with ``kernel_quantizer`` / ``bias_quantizer``.
     """
 
-    def __init__(
-        self,
-        granularity: str = "scalar",
-        threshold: float = 0.0,
-        scale_init: float = DEFAULT_SCALE,
-        scale_min: float = DEFAULT_SCALE,
-        rounding: str = "floor",
-        loss_terms: Optional[dict] = None,
-        quantizer="nested",
-        **kwargs,
-    ):
+    #: Rank of the kernel (checks a kernel quantizer's granularity at construction).
+    KERNEL_RANK: Optional[int] = None
+
+    def __init__(self, kernel_quantizer=None, bias_quantizer=None, use_bias: bool = True, **kwargs):
+        legacy = {k: kwargs.pop(k) for k in LEGACY_QUANTIZER_KEYWORDS if k in kwargs}
         super().__init__(**kwargs)
-        from lqs_core.comparators import normalize_spec
-
-        self.quantizer = normalize_spec(quantizer)
-        self.granularity = granularity
-        self.threshold = threshold
-        self.scale_init = scale_init
-        self.scale_min = scale_min
-        self.rounding = rounding
+        if legacy and (kernel_quantizer is not None or bias_quantizer is not None):
+            raise ValueError(f"{type(self).__name__}: pass kernel_quantizer/bias_quantizer or the lqs 0.1 keywords "
+                             f"{sorted(legacy)}, not both.")
+        if use_bias not in (True, False):
+            raise ValueError(f"use_bias must be True or False, got {use_bias!r}.")
+        self.use_bias = bool(use_bias)
+        legacy_kernel, legacy_bias = _legacy_specs(legacy)
+        kernel_spec = legacy_kernel if kernel_quantizer is None else kernel_quantizer
+        if bias_quantizer is None:
+            bias_quantizer = legacy_bias if kernel_quantizer is None else _bias_spec(kernel_quantizer)
+        self.kernel_quantizer = _make(kernel_spec, "scalar", "kernel_quantizer")
+        self.bias_quantizer = _make(bias_quantizer, "scalar", "bias_quantizer") if self.use_bias else None
+        if self.KERNEL_RANK is not None:  # e.g. 'channelwise' on a Dense kernel: refuse now, not at build
+            try:
+                scale_axis(self.kernel_quantizer.granularity, self.KERNEL_RANK, self.kernel_quantizer.axis)
+            except ValueError as e:
+                raise ValueError(f"{type(self).__name__}: kernel_quantizer granularity "
+                                 f"{self.kernel_quantizer.granularity!r} does not fit a {self.KERNEL_RANK}-D kernel: "
+                                 f"{e}") from None
         self._quantized = {}  # name -> (variable, quantizer)
-        # Loss-term scheme: {param_name: [{"term", "gamma", "weight"}, ...]}, set by lqs_core.losses.attach.
-        self.loss_terms = {k: [dict(t) for t in v] for k, v in (loss_terms or {}).items()}
-        # Validate eagerly so a bad argument fails at construction, not at build.
-        self.make_quantizer(granularity, name="_probe")
 
-    def make_quantizer(self, granularity: str, name: Optional[str] = None) -> keras.layers.Layer:
-        """A nested quantizer with this layer's threshold, scale and rounding settings, or the comparator
-        quantizer of ``self.quantizer`` with ``granularity``."""
-        if self.quantizer != "nested":
-            from lqs_core.comparators import make_quantizer
-
-            return make_quantizer(self.quantizer, granularity, name=name)
-        return NestedQuantizer(
-            granularity=granularity,
-            threshold=self.threshold,
-            scale_init=self.scale_init,
-            scale_min=self.scale_min,
-            rounding=self.rounding,
-            name=name,
-        )
-
-    def add_quantized_weight(self, name, shape, quantizer: NestedQuantizer, initializer=None, regularizer=None):
+    def add_quantized_weight(self, name, shape, quantizer: Quantizer, initializer=None, regularizer=None):
         """Create a float parameter ``name`` and build ``quantizer`` for it; return the variable."""
         variable = self.add_weight(
             name=name,
@@ -99,8 +135,11 @@ class QuantizedLayer(keras.layers.Layer):
             regularizer=regularizer,
             trainable=True,
         )
-        quantizer.build(tuple(shape))
-        quantizer.loss_terms = self.loss_terms.get(name, [])
+        if not quantizer.built:
+            quantizer.build(tuple(shape))
+        elif tuple(getattr(quantizer, "param_shape", shape)) != tuple(shape):
+            raise ValueError(f"{self.name}/{name}: its quantizer is already built for shape "
+                             f"{quantizer.param_shape}, not {tuple(shape)}; give each parameter its own quantizer.")
         if hasattr(quantizer, "calibrate"):
             quantizer.calibrate(variable)
         self._quantized[name] = (variable, quantizer)
@@ -118,13 +157,9 @@ class QuantizedLayer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            granularity=self.granularity,
-            threshold=self.threshold,
-            scale_init=self.scale_init,
-            scale_min=self.scale_min,
-            rounding=self.rounding,
-            loss_terms=self.loss_terms,
-            quantizer=self.quantizer if isinstance(self.quantizer, str) else dict(self.quantizer),
+            use_bias=self.use_bias,
+            kernel_quantizer=registry.serialize(self.kernel_quantizer),
+            bias_quantizer=registry.serialize(self.bias_quantizer) if self.bias_quantizer is not None else None,
         )
         return config
 
@@ -177,17 +212,19 @@ class QuantizedLayer(keras.layers.Layer):
 class QDense(QuantizedLayer):
     """Dense layer with a quantized kernel and bias: ``y = activation(x @ W_r + b_r)``.
 
-    ``W_r`` uses ``granularity`` (``scalar``, ``rowwise``, ``columnwise`` or ``outputwise``); ``b_r`` a scalar scale.
+    ``kernel_quantizer`` / ``bias_quantizer``: see :class:`QuantizedLayer` (a Dense kernel takes the granularities
+    ``scalar``, ``rowwise``, ``columnwise``, ``outputwise``).
     """
 
     _FLOAT_CONFIG_KEYS = ("units", "activation", "use_bias", "name")
+    KERNEL_RANK = 2
 
     def __init__(
         self,
         units: int,
         activation=None,
-        granularity: str = "scalar",
-        threshold: float = 0.0,
+        kernel_quantizer=None,
+        bias_quantizer=None,
         use_bias: bool = True,
         kernel_initializer=None,
         bias_initializer=None,
@@ -195,23 +232,14 @@ class QDense(QuantizedLayer):
         bias_regularizer=None,
         **kwargs,
     ):
-        super().__init__(granularity=granularity, threshold=threshold, **kwargs)
-        if granularity == "channelwise":
-            raise ValueError(
-                "granularity 'channelwise' is defined only for Conv2D kernels; for QDense use "
-                "'scalar', 'rowwise', 'columnwise' or 'outputwise'."
-            )
-        if int(units) <= 0:
-            raise ValueError(f"units must be a positive integer, got {units!r}.")
-        self.units = int(units)
+        super().__init__(kernel_quantizer=kernel_quantizer, bias_quantizer=bias_quantizer, use_bias=use_bias,
+                         **kwargs)
+        self.units = _positive_int("units", units)
         self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer) if kernel_initializer else None
         self.bias_initializer = keras.initializers.get(bias_initializer) if bias_initializer else None
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_quantizer = self.make_quantizer(granularity, name="kernel_quantizer")
-        self.bias_quantizer = self.make_quantizer("scalar", name="bias_quantizer") if self.use_bias else None
 
     @staticmethod
     def _input_shape_from_kernel(kernel_shape):
@@ -241,7 +269,6 @@ class QDense(QuantizedLayer):
         config.update(
             units=self.units,
             activation=keras.activations.serialize(self.activation),
-            use_bias=self.use_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer) if self.kernel_initializer else None,
             bias_initializer=keras.initializers.serialize(self.bias_initializer) if self.bias_initializer else None,
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
@@ -254,11 +281,12 @@ class QDense(QuantizedLayer):
 class QConv2D(QuantizedLayer):
     """2-D convolution (channels last) with a quantized kernel and bias.
 
-    ``K_r`` uses ``granularity`` (``scalar``, ``rowwise``, ``columnwise``, ``channelwise`` or ``outputwise``);
-    ``b_r`` a scalar scale.
+    ``kernel_quantizer`` / ``bias_quantizer``: see :class:`QuantizedLayer` (a Conv2D kernel takes every
+    granularity: ``scalar``, ``rowwise``, ``columnwise``, ``channelwise``, ``outputwise``).
     """
 
     _FLOAT_CONFIG_KEYS = ("filters", "kernel_size", "strides", "padding", "activation", "use_bias", "name")
+    KERNEL_RANK = 4
 
     def __init__(
         self,
@@ -267,8 +295,8 @@ class QConv2D(QuantizedLayer):
         strides=1,
         padding: str = "valid",
         activation=None,
-        granularity: str = "scalar",
-        threshold: float = 0.0,
+        kernel_quantizer=None,
+        bias_quantizer=None,
         use_bias: bool = True,
         kernel_initializer=None,
         bias_initializer=None,
@@ -276,9 +304,9 @@ class QConv2D(QuantizedLayer):
         bias_regularizer=None,
         **kwargs,
     ):
-        super().__init__(granularity=granularity, threshold=threshold, **kwargs)
-        if int(filters) <= 0:
-            raise ValueError(f"filters must be a positive integer, got {filters!r}.")
+        super().__init__(kernel_quantizer=kernel_quantizer, bias_quantizer=bias_quantizer, use_bias=use_bias,
+                         **kwargs)
+        filters = _positive_int("filters", filters)
         padding = str(padding).lower()
         if padding not in ("valid", "same"):
             raise ValueError(f"Unknown padding {padding!r}; allowed: 'valid', 'same'.")
@@ -287,13 +315,10 @@ class QConv2D(QuantizedLayer):
         self.strides = _pair(strides, "strides")
         self.padding = padding
         self.activation = keras.activations.get(activation)
-        self.use_bias = bool(use_bias)
         self.kernel_initializer = keras.initializers.get(kernel_initializer) if kernel_initializer else None
         self.bias_initializer = keras.initializers.get(bias_initializer) if bias_initializer else None
         self.kernel_regularizer = keras.regularizers.get(kernel_regularizer)
         self.bias_regularizer = keras.regularizers.get(bias_regularizer)
-        self.kernel_quantizer = self.make_quantizer(granularity, name="kernel_quantizer")
-        self.bias_quantizer = self.make_quantizer("scalar", name="bias_quantizer") if self.use_bias else None
 
     @staticmethod
     def _input_shape_from_kernel(kernel_shape):
@@ -353,13 +378,18 @@ class QConv2D(QuantizedLayer):
             strides=self.strides,
             padding=self.padding,
             activation=keras.activations.serialize(self.activation),
-            use_bias=self.use_bias,
             kernel_initializer=keras.initializers.serialize(self.kernel_initializer) if self.kernel_initializer else None,
             bias_initializer=keras.initializers.serialize(self.bias_initializer) if self.bias_initializer else None,
             kernel_regularizer=keras.regularizers.serialize(self.kernel_regularizer),
             bias_regularizer=keras.regularizers.serialize(self.bias_regularizer),
         )
         return config
+
+
+def _positive_int(name, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+    return int(value)
 
 
 def _pair(value, name):

@@ -1,4 +1,4 @@
-"""Size and integer metrics of a quantized model (SPEC §3), in plain numpy / pandas.
+"""Size and integer metrics of a quantized model (docs/method.md §3), in plain numpy / pandas.
 
 Every metric is computed on the integer tensors of the quantized parameters ``P`` of a model,
 

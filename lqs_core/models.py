@@ -1,18 +1,20 @@
-"""The networks of the thesis' experiments (SPEC §4), quantized or as their float twins.
+"""The networks of the thesis' experiments (docs/method.md §4), quantized or as their float twins.
 
-Every builder takes the same quantization arguments and returns an **uncompiled** ``keras.Model``::
+Every builder takes one quantizer spec and returns an **uncompiled** ``keras.Model``::
 
-    model = digits_mlp(quantized=True, granularity="rowwise", threshold=1e-10, seed=42)
-    float_model = digits_mlp(quantized=False, seed=42)        # plain keras Dense/Conv2D, same layer names
+    model = digits_mlp({"method": "nested", "granularity": "rowwise", "threshold": 1e-10}, seed=42)
+    model = digits_mlp(granularity="rowwise", threshold=1e-10, seed=42)      # the same: options merge into the spec
+    lsq = digits_mlp({"method": "lsq", "bits": 4, "granularity": "outputwise"}, seed=42)
+    float_model = digits_mlp(None, seed=42)        # plain keras Dense/Conv2D, same layer names
 
-* ``quantized=True`` uses :class:`~lqs_core.layers.QDense` / :class:`~lqs_core.layers.QConv2D` for the layers the
-  thesis quantizes; ``quantized=False`` builds the *float twin* with plain ``keras.layers.Dense`` / ``Conv2D`` under
-  the **same layer names** and the same ``RandomNormal(0, 0.05)`` initialization for weights and biases, so
-  weights transfer by name (:func:`transfer_float_weights`, the thesis' "PTQ" start).
-* ``granularity`` / ``threshold`` (λ) / ``scale_init`` / ``scale_min`` / ``rounding`` go to every nested quantizer.
-  ``channelwise`` is defined only for Conv2D kernels: a network with quantized Dense layers raises ``ValueError``.
-* ``quantizer``: ``"nested"`` (default) or a comparator spec such as ``{"method": "lsq", "bits": 4}`` for every
-  quantized host (:mod:`lqs_core.comparators`; the comparator uses ``granularity`` for its scale).
+* ``quantizer`` (a spec of :func:`lqs_core.quantizers.get`; default ``"nested"`` at ``rowwise``) is every quantized
+  host's kernel quantizer; biases get the same method and options at ``scalar`` granularity. Keyword options
+  (``granularity``, ``threshold``, ``bits``, ...) are merged into it. :class:`~lqs_core.layers.QDense` /
+  :class:`~lqs_core.layers.QConv2D` stand where the thesis quantizes; ``channelwise`` is defined only for Conv2D
+  kernels, so a network with quantized Dense layers refuses it (``ValueError``).
+* ``quantizer=None`` builds the *float twin*: plain ``keras.layers.Dense`` / ``Conv2D`` under the **same layer
+  names** and the same ``RandomNormal(0, 0.05)`` initialization for weights and biases, so weights transfer by name
+  (:func:`transfer_float_weights`, the thesis' "PTQ" start).
 * ``seed``: with an integer, every initializer gets its own fixed seed (``seed + k`` for the k-th one, so two
   layers of the same shape do not start identical) and the quantized model and its float twin start from the
   **same** weights. With ``None`` the initializers draw from Keras' global seed (``keras.utils.set_random_seed``).
@@ -44,34 +46,50 @@ from typing import Callable, Dict, Optional
 
 import keras
 
+from lqs_core.granularity import scale_axis
 from lqs_core.layers import QConv2D, QDense, QuantizedLayer
-from lqs_core.quantizers import DEFAULT_SCALE
+from lqs_core.quantizers import registry
+from lqs_core.quantizers.base import Quantizer
 
-#: Standard deviation of the ``RandomNormal`` initializer of every quantized (and twin) layer (SPEC §1.3).
+#: Standard deviation of the ``RandomNormal`` initializer of every quantized (and twin) layer (method.md §1.3).
 INIT_STDDEV = 0.05
-#: L2 factor on kernels and biases inside the Imagenette residual blocks (SPEC §4).
+#: L2 factor on kernels and biases inside the Imagenette residual blocks (method.md §4).
 RESNET_L2 = 1e-4
+#: Granularity of the networks' kernels where the spec names none (the thesis' default).
+DEFAULT_GRANULARITY = "rowwise"
+
+
+def network_spec(quantizer, options: dict, kernel_rank: int, network: str) -> Optional[dict]:
+    """The kernel quantizer spec of a network: ``quantizer`` with ``options`` merged in, checked (``None``: float)."""
+    if quantizer is None:
+        if options:
+            raise ValueError(f"{network}: quantizer options {sorted(options)} given for the float twin "
+                             "(quantizer=None).")
+        return None
+    if isinstance(quantizer, Quantizer):
+        quantizer = registry.serialize_spec(quantizer)
+    base = {"method": quantizer} if isinstance(quantizer, str) else dict(quantizer)
+    spec = registry.normalize({**base, **options}, granularity=DEFAULT_GRANULARITY)
+    try:
+        scale_axis(spec["granularity"], kernel_rank, spec.get("axis"))
+    except ValueError:
+        raise ValueError(
+            f"granularity {spec['granularity']!r} is not defined for the {kernel_rank}-D kernels {network} quantizes; "
+            "'channelwise' is defined only for Conv2D kernels; use 'scalar', 'rowwise', 'columnwise' or "
+            "'outputwise'."
+        ) from None
+    return spec
 
 
 class _Factory:
     """Creates the layers of one network: quantized hosts or their float twins, with per-layer seeds."""
 
-    def __init__(self, quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer="nested"):
-        self.quantized = bool(quantized)
+    def __init__(self, spec: Optional[dict], seed):
+        self.spec = spec
+        self.quantized = spec is not None
         self.seed = None if seed is None else int(seed)
         self._counter = 0
         self.twins = []  # names of the layers that are quantized (in the quantized model) / their float twins
-        self.qkwargs = dict(
-            granularity=granularity,
-            threshold=threshold,
-            scale_init=scale_init,
-            scale_min=scale_min,
-            rounding=rounding,
-            quantizer=quantizer,
-        )
-        if self.quantized:
-            # Validate the quantization arguments once, up front, with the layer's own messages.
-            QuantizedLayer(**self.qkwargs, name="_probe")
 
     def next_seed(self) -> Optional[int]:
         if self.seed is None:
@@ -90,10 +108,10 @@ class _Factory:
             return QDense(
                 units,
                 activation=activation,
+                kernel_quantizer=self.spec,
                 kernel_initializer=self.init(),
                 bias_initializer=self.init(),
                 name=name,
-                **self.qkwargs,
             )
         if quantize:  # float twin of a quantized layer: same initializers for weights *and* biases
             return keras.layers.Dense(
@@ -113,7 +131,7 @@ class _Factory:
         )
         self.twins.append(name)
         if self.quantized:
-            return QConv2D(filters, kernel_size, strides=strides, padding=padding, **common, **self.qkwargs)
+            return QConv2D(filters, kernel_size, strides=strides, padding=padding, kernel_quantizer=self.spec, **common)
         return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding=padding, **common)
 
     def dropout(self, rate, name):
@@ -125,19 +143,8 @@ class _Factory:
         return model
 
 
-def _check_dense_granularity(granularity: str, network: str):
-    if granularity == "channelwise":
-        raise ValueError(
-            f"granularity 'channelwise' is defined only for Conv2D kernels, but {network} quantizes Dense layers; "
-            "use 'scalar', 'rowwise', 'columnwise' or 'outputwise'."
-        )
-
-
-def _mlp(name, hidden, input_shape, num_classes, quantized, granularity, threshold, scale_init, scale_min, rounding,
-         seed, quantizer="nested"):
-    if quantized:
-        _check_dense_granularity(granularity, name)
-    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer)
+def _mlp(name, hidden, input_shape, num_classes, quantizer, seed, options):
+    f = _Factory(network_spec(quantizer, options, 2, name), seed)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = keras.layers.Flatten(name="flatten")(inputs)
     x = f.dense(hidden, name="dense_1")(x)
@@ -147,64 +154,30 @@ def _mlp(name, hidden, input_shape, num_classes, quantized, granularity, thresho
     return f.model(inputs, outputs, name)
 
 
-def digits_mlp(
-    quantized: bool = True,
-    granularity: str = "rowwise",
-    threshold: float = 0.0,
-    scale_init: float = DEFAULT_SCALE,
-    scale_min: float = DEFAULT_SCALE,
-    seed: Optional[int] = None,
-    input_shape=(8, 8, 1),
-    num_classes: int = 10,
-    hidden: int = 64,
-    rounding: str = "floor",
-    quantizer="nested",
-) -> keras.Model:
+def digits_mlp(quantizer="nested", seed: Optional[int] = None, input_shape=(8, 8, 1), num_classes: int = 10,
+               hidden: int = 64, **options) -> keras.Model:
     """The embedded-dataset network: Flatten → QDense(``hidden``=64) → ReLU → QDense(10) → softmax.
 
     For scikit-learn's 8×8 digits (raw values 0–16); learns to > 90 % validation accuracy in a few seconds.
     """
-    return _mlp("digits_mlp", hidden, input_shape, num_classes, quantized, granularity, threshold, scale_init,
-                scale_min, rounding, seed, quantizer)
+    return _mlp("digits_mlp", hidden, input_shape, num_classes, quantizer, seed, options)
 
 
-def mnist_mlp(
-    quantized: bool = True,
-    granularity: str = "rowwise",
-    threshold: float = 0.0,
-    scale_init: float = DEFAULT_SCALE,
-    scale_min: float = DEFAULT_SCALE,
-    seed: Optional[int] = None,
-    input_shape=(28, 28),
-    num_classes: int = 10,
-    hidden: int = 128,
-    rounding: str = "floor",
-    quantizer="nested",
-) -> keras.Model:
-    """MNIST (SPEC §4): Flatten → QDense(128) → ReLU → QDense(10) → softmax."""
-    return _mlp("mnist_mlp", hidden, input_shape, num_classes, quantized, granularity, threshold, scale_init,
-                scale_min, rounding, seed, quantizer)
+def mnist_mlp(quantizer="nested", seed: Optional[int] = None, input_shape=(28, 28), num_classes: int = 10,
+              hidden: int = 128, **options) -> keras.Model:
+    """MNIST (method.md §4): Flatten → QDense(128) → ReLU → QDense(10) → softmax."""
+    return _mlp("mnist_mlp", hidden, input_shape, num_classes, quantizer, seed, options)
 
 
-def cifar10_cnn(
-    quantized: bool = True,
-    granularity: str = "rowwise",
-    threshold: float = 0.0,
-    scale_init: float = DEFAULT_SCALE,
-    scale_min: float = DEFAULT_SCALE,
-    seed: Optional[int] = None,
-    input_shape=(32, 32, 3),
-    num_classes: int = 10,
-    rounding: str = "floor",
-    quantizer="nested",
-) -> keras.Model:
-    """CIFAR-10 (SPEC §4): six quantized 3×3 convolutions in three blocks, a float Dense head.
+def cifar10_cnn(quantizer="nested", seed: Optional[int] = None, input_shape=(32, 32, 3), num_classes: int = 10,
+                **options) -> keras.Model:
+    """CIFAR-10 (method.md §4): six quantized 3×3 convolutions in three blocks, a float Dense head.
 
     Block ``i`` (filters 32/64/128, dropout 0.2/0.3/0.4): ``conv_i_1 → ReLU → bn_i_1 → conv_i_2 → ReLU → bn_i_2 →
     MaxPool 2 → Dropout``; then Flatten → ``dense_1`` (128, ReLU, not quantized) → BN → Dropout 0.5 → ``dense_2``
     (10, softmax, not quantized).
     """
-    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer)
+    f = _Factory(network_spec(quantizer, options, 4, "cifar10_cnn"), seed)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = inputs
     for block, (filters, rate) in enumerate(((32, 0.2), (64, 0.3), (128, 0.4)), start=1):
@@ -222,19 +195,9 @@ def cifar10_cnn(
     return f.model(inputs, outputs, "cifar10_cnn")
 
 
-def imagenette_resnet(
-    quantized: bool = True,
-    granularity: str = "rowwise",
-    threshold: float = 0.0,
-    scale_init: float = DEFAULT_SCALE,
-    scale_min: float = DEFAULT_SCALE,
-    seed: Optional[int] = None,
-    input_shape=(224, 224, 3),
-    num_classes: int = 10,
-    rounding: str = "floor",
-    quantizer="nested",
-) -> keras.Model:
-    """Imagenette (SPEC §4): a ResNet-18-like network with twenty quantized convolutions.
+def imagenette_resnet(quantizer="nested", seed: Optional[int] = None, input_shape=(224, 224, 3),
+                      num_classes: int = 10, **options) -> keras.Model:
+    """Imagenette (method.md §4): a ResNet-18-like network with twenty quantized convolutions.
 
     ``stem_conv`` (64, 7×7, stride 2) → ``stem_bn`` → ReLU → MaxPool 3/2 → Dropout 0.2; blocks ``block1`` …
     ``block8`` with filters 64, 64, 128, 128, 256, 256, 512, 512: ``blockN_conv1`` (3×3, stride 2 at the first
@@ -243,7 +206,7 @@ def imagenette_resnet(
     ReLU. Block convolutions carry L2(1e-4) on kernel and bias. Head: Dropout 0.3 → GAP → Dropout 0.3 →
     ``dense`` (10, softmax, not quantized). Any ``input_shape`` works (tests build it at 32×32).
     """
-    f = _Factory(quantized, granularity, threshold, scale_init, scale_min, rounding, seed, quantizer)
+    f = _Factory(network_spec(quantizer, options, 4, "imagenette_resnet"), seed)
     inputs = keras.Input(shape=tuple(input_shape), name="input")
     x = f.conv(64, 7, strides=2, name="stem_conv")(inputs)
     x = keras.layers.BatchNormalization(name="stem_bn")(x)
@@ -282,11 +245,12 @@ MODELS: Dict[str, Callable[..., keras.Model]] = {
 }
 
 
-def build(dataset: str, quantized: bool = True, **kwargs) -> keras.Model:
-    """The network for ``dataset`` (a key of :data:`MODELS`); ``kwargs`` go to its builder."""
+def build(dataset: str, quantizer="nested", **kwargs) -> keras.Model:
+    """The network for ``dataset`` (a key of :data:`MODELS`); ``quantizer=None`` is the float twin; ``kwargs`` go
+    to its builder (``seed``, network sizes, quantizer options)."""
     if dataset not in MODELS:
         raise ValueError(f"Unknown dataset {dataset!r}; allowed: {', '.join(MODELS)}.")
-    return MODELS[dataset](quantized=quantized, **kwargs)
+    return MODELS[dataset](quantizer, **kwargs)
 
 
 def _layers_by_name(model) -> dict:

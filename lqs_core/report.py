@@ -5,9 +5,10 @@ from a profile's stored results (``results/<name>/results.csv`` and the runs' in
 numbers in :data:`THESIS` (read off the thesis, SPEC §4 "Reported numbers", and the SPEC's reference runs of the
 author's layer). Nothing is trained. The workflow's ``report`` rule calls
 
-    python -m lqs_core.report --config config/quick_cpu.yaml
+    python -m lqs_core.report --config config/quick_cpu.yaml [--repo .] [--root .]
 
-which renders the template named in the config's ``report`` section. An unknown placeholder is an error, so the
+which renders the template named in the config's ``report`` section (a path inside the repository, ``--repo``) into
+its ``output`` (a path inside the working directory, ``--root``). An unknown placeholder is an error, so the
 template and the code cannot drift apart silently.
 """
 
@@ -20,7 +21,8 @@ import os
 import re
 from typing import Dict, List, Mapping, Optional
 
-from lqs_core import workflow as wf
+from lqs_core import spec as lqs_spec
+from lqs_core.workflow import aggregate, config as wfconfig, names, sweep, table
 
 #: The thesis' "MB" are 2^20 bytes: its zipped float32 MNIST model, 0.36 MB, is our 377 9xx bytes / 2^20; CIFAR-10's
 #: 1.02 MB is 1 066 xxx bytes / 2^20. The report uses the same unit (written MiB).
@@ -99,7 +101,7 @@ def _mb(x) -> str:
 
 
 def _lam(x) -> str:
-    return "float" if x is None else wf.format_value(x)
+    return "float" if x is None else names.format_value(x)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -141,11 +143,11 @@ def last_epochs_range(results_dir: str, rows, n: int = 5) -> str:
 
 def per_tensor_unique(results_dir: str, integers_path: str) -> List[int]:
     """Unique integers of every quantized tensor of a run (in the model's order), from its integer file."""
+    import numpy as np
+
     from lqs_core.export import read_integers
 
     integers, _ = read_integers(os.path.join(results_dir, integers_path))
-    import numpy as np
-
     return [int(np.unique(q).size) for q in integers.values()]
 
 
@@ -203,8 +205,8 @@ def sizes_table(results, dataset: str, granularity: str):
                      "huffman": float("nan")}
         else:
             at = _at(_runs(results, dataset, family, granularity), param)
-            setting = (f"{wf.family_title(family).split(' (')[0]}, {granularity}, "
-                       f"{wf.param_symbol(family)}={_lam(param)}")
+            setting = (f"{names.family_title(family).split(' (')[0]}, {granularity}, "
+                       f"{names.param_symbol(family)}={_lam(param)}")
             sizes = {k: float(at[f"{k}_bytes"].mean()) if len(at) else float("nan")
                      for k in ("zip", "packed", "huffman")}
         thesis_factor = ref[("float", None)] / thesis_mb
@@ -261,9 +263,9 @@ def _unique_trend(results_dir: Optional[str], row) -> str:
 def comparison_table(results, dataset: str):
     """Every method of ``dataset`` on the same numbers (accuracy, packed size, bits per weight): the workflow's
     comparison settings, formatted like its Pareto table, with a column marking the Pareto-optimal settings."""
-    settings = wf.comparison_settings(results, dataset)
-    optimal = wf.pareto_mask(settings["val_accuracy_mean"], settings["packed_bytes_mean"])
-    display = wf.pareto_points_display(settings)
+    settings = aggregate.comparison_settings(results, dataset)
+    optimal = aggregate.pareto_mask(settings["val_accuracy_mean"], settings["packed_bytes_mean"])
+    display = aggregate.pareto_points_display(settings)
     display.insert(len(display.columns), "unique ints", ["–" if math.isnan(v) else f"{v:.0f}"
                                                                for v in settings["unique_integers_mean"]])
     display.insert(len(display.columns), "Pareto-optimal", ["yes" if o else "" for o in optimal])
@@ -274,7 +276,7 @@ def profile_image_epochs(config: Mapping) -> Dict[str, tuple]:
     """``{dataset: (trained runs, training images × epochs summed over them)}`` of a profile (``ptq`` comparator
     runs train nothing; unset epochs / subsets are the thesis' Table 4.1 values and the full training sets)."""
     out: Dict[str, tuple] = {}
-    for run in wf.expand_runs(config):
+    for run in sweep.expand_runs(config):
         if run.family == "ptq":
             continue
         full, thesis_epochs = THESIS_TRAINING.get(run.dataset, (0, 0))
@@ -297,7 +299,7 @@ def timing_table(results, profiles: Optional[Mapping[str, Mapping]] = None):
 
     sizes = {name: profile_image_epochs(cfg) for name, cfg in (profiles or {}).items()}
     rows = []
-    for dataset in (d for d in wf.DATASETS if d in set(results["dataset"])):
+    for dataset in (d for d in lqs_spec.DATASETS if d in set(results["dataset"])):
         df = results[(results["dataset"] == dataset) & (results["family"] != "ptq")]
         trained = df[df["train_seconds"] > 0]
         image_epochs = (trained["n_train"] * trained["epochs"]).astype(float)
@@ -328,14 +330,14 @@ def report_values(results, results_dir: str, profiles: Optional[Mapping[str, Map
     values: Dict[str, str] = {}
     datasets = set(results["dataset"])
     if "mnist" in datasets:
-        values["mnist_nested_table"] = wf.to_markdown(mnist_nested_table(results, results_dir))
-        values["mnist_sizes_table"] = wf.to_markdown(sizes_table(results, "mnist", "rowwise"))
-        values["mnist_comparison_table"] = wf.to_markdown(comparison_table(results, "mnist"))
+        values["mnist_nested_table"] = aggregate.to_markdown(mnist_nested_table(results, results_dir))
+        values["mnist_sizes_table"] = aggregate.to_markdown(sizes_table(results, "mnist", "rowwise"))
+        values["mnist_comparison_table"] = aggregate.to_markdown(comparison_table(results, "mnist"))
     if "cifar10" in datasets:
-        values["cifar10_nested_table"] = wf.to_markdown(cifar_nested_table(results, results_dir))
-        values["cifar10_sizes_table"] = wf.to_markdown(sizes_table(results, "cifar10", "channelwise"))
-        values["cifar10_comparison_table"] = wf.to_markdown(comparison_table(results, "cifar10"))
-    values["timing_table"] = wf.to_markdown(timing_table(results, profiles))
+        values["cifar10_nested_table"] = aggregate.to_markdown(cifar_nested_table(results, results_dir))
+        values["cifar10_sizes_table"] = aggregate.to_markdown(sizes_table(results, "cifar10", "channelwise"))
+        values["cifar10_comparison_table"] = aggregate.to_markdown(comparison_table(results, "cifar10"))
+    values["timing_table"] = aggregate.to_markdown(timing_table(results, profiles))
     values["n_runs"] = str(len(results))
     return values
 
@@ -353,23 +355,27 @@ def render(template: str, values: Mapping[str, str]) -> str:
     return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]).rstrip("\n"), template)
 
 
-def write_report(config: Mapping, root: str = ".") -> str:
-    """Render the template of ``config["report"]`` (a path relative to the repository) from ``<root>/results/<name>/``
-    and write it atomically to ``<root>/<output>``; returns that path. The time estimates are for the profiles
-    :data:`ESTIMATED_PROFILES` (``config/<name>.yaml``)."""
+def write_report(config: Mapping, root: str = ".", repo=None) -> str:
+    """Render the template of ``config["report"]`` (a path inside the repository ``repo``, default this checkout)
+    from ``<root>/results/<name>/`` and write it atomically to ``<root>/<output>``; returns that path. The time
+    estimates are for the profiles :data:`ESTIMATED_PROFILES` (``<repo>/config/<name>.yaml``)."""
     spec = config.get("report")
     if not spec:
         raise ReportError(f"The config '{config.get('name')}' has no 'report' section (template, output).")
+    repo = str(table.REPO_ROOT if repo is None else repo)
+    for key, base, example in wfconfig.REPORT_PATHS:
+        problem = wfconfig.path_problem(f"report.{key}", spec.get(key), base, example)
+        if problem:
+            raise ReportError(problem)
     results_dir = os.path.join(root, "results", config["name"])
-    results = wf.read_results(results_dir)
-    config_dir = os.path.dirname(wf.SCHEMA_PATH)
-    profiles = {name: wf.load_config(os.path.join(config_dir, f"{name}.yaml")) for name in ESTIMATED_PROFILES
+    results = table.read_results(results_dir)
+    config_dir = os.path.join(repo, "config")
+    profiles = {name: wfconfig.load_config(os.path.join(config_dir, f"{name}.yaml")) for name in ESTIMATED_PROFILES
                 if os.path.exists(os.path.join(config_dir, f"{name}.yaml"))}
-    template_path = os.path.join(str(wf.REPO_ROOT), spec["template"])
-    with open(template_path, encoding="utf-8") as f:
+    with open(os.path.join(repo, spec["template"]), encoding="utf-8") as f:
         template = f.read()
     text = render(template, report_values(results, results_dir, profiles))
-    return wf.write_text_atomic(os.path.join(root, spec["output"]), text)
+    return table.write_text_atomic(os.path.join(root, spec["output"]), text)
 
 
 def main(argv=None) -> None:
@@ -378,12 +384,13 @@ def main(argv=None) -> None:
     source.add_argument("--config", help="the profile, e.g. config/quick_cpu.yaml")
     source.add_argument("--config-json", help="the profile as JSON (the workflow's report rule passes it so)")
     parser.add_argument("--root", default=".", help="working directory of the workflow (results/, the output)")
+    parser.add_argument("--repo", default=None, help="the repository: the template, config/ (default: this checkout)")
     args = parser.parse_args(argv)
     if args.config:
-        config = wf.load_config(args.config)
+        config = wfconfig.load_config(args.config)
     else:
-        config = wf.validate_config(json.loads(args.config_json), source="--config-json")
-    print(write_report(config, args.root))
+        config = wfconfig.validate_config(json.loads(args.config_json), source="--config-json")
+    print(write_report(config, args.root, args.repo))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,9 @@
 """Comparators (SPEC §5): fixed-bit QAT, LSQ, PTQ, CGMQ, layer-importance bit selection — formulas against NumPy,
-the CGMQ budget guarantee, the metrics on every method, .keras round trips, bad input, one short run per method."""
+the CGMQ budget guarantee, the metrics on every method, .keras round trips, bad input, one short run per method.
+
+The quantizers are in :mod:`lqs_core.quantizers` (``fixed``, ``lsq``, ``cgmq``), the whole-model procedures in
+:mod:`lqs_core.procedures` (``ptq``, ``layer_importance``, ``budget``), the vocabulary in :mod:`lqs_core.spec`.
+The quantizer tests run on every Keras backend (marker ``backends``)."""
 
 import math
 
@@ -7,18 +11,34 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
-import tensorflow as tf
+from conftest import tensor, to_numpy, value_and_grads
+from keras import ops
 
-from lqs_core import comparators as C
-from lqs_core import metrics, models
-from lqs_core.comparators import cgmq
-from lqs_core.comparators import layer_importance as li
+from lqs_core import metrics, models, procedures, spec
 from lqs_core.layers import QConv2D, QDense, quantized_params
-from lqs_core.training import RunConfig, load_result, run_id, train
+from lqs_core.procedures import budget
+from lqs_core.procedures import layer_importance as li
+from lqs_core.quantizers import CGMQQuantizer, FixedBitQuantizer, LSQQuantizer, cgmq
+from lqs_core.results import load_result
+from lqs_core.spec import RunConfig, run_id
+from lqs_core.training import train
 
 
 def _qrange(bits):
     return 2 ** (bits - 1), 2 ** (bits - 1) - 1
+
+
+def test_one_definition_of_the_vocabulary():
+    # lqs_core.spec holds the bit ranges and the CGMQ constants; the quantizers and procedures use them
+    for bits in range(spec.BITS_MIN, spec.BITS_MAX + 1):
+        assert spec.qrange(bits) == _qrange(bits)
+    assert (spec.BITS_MIN, spec.BITS_MAX) == (2, 8) and spec.BIT_WIDTHS == (2, 4, 8, 16, 32)
+    assert spec.MIN_RELATIVE_BUDGET == 1 / 16 and (spec.GATE_INIT, spec.GATE_MIN) == (5.5, 0.5)
+    assert cgmq.BIT_WIDTHS is spec.BIT_WIDTHS and cgmq.GATE_MIN is spec.GATE_MIN
+    assert budget.check_budget is spec.check_budget and li.check_bits is spec.check_bits
+    assert procedures.ptq_quantize is procedures.ptq.ptq_quantize
+    assert procedures.select_bits is li.select_bits and procedures.bop_cost is budget.bop_cost
+    assert budget.cgmq_cost is budget.bop_cost and budget.ACTIVATION_BITS == 32
 
 
 def _digits_arrays(n=None):
@@ -41,12 +61,13 @@ def _lsq_numpy(v, s, bits):
     return np.round(np.clip(x, -q_n, q_p)) * s, inside, dvds
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("granularity", ["scalar", "outputwise"])
 @pytest.mark.parametrize("bits", [2, 3, 8])
 def test_lsq_step_gradient_matches_closed_form(granularity, bits):
     rng = np.random.default_rng(bits)
     v = rng.normal(0.0, 1.0, (6, 5)).astype(np.float32)
-    q = C.LSQQuantizer(bits=bits, granularity=granularity)
+    q = LSQQuantizer(bits=bits, granularity=granularity)
     q.build(v.shape)
     _, q_p = _qrange(bits)
     q.calibrate(v)  # s0 = 2 mean|v| / sqrt(Q_P) (a standalone quantizer would do this at its first call)
@@ -56,12 +77,8 @@ def test_lsq_step_gradient_matches_closed_form(granularity, bits):
     s = (rng.uniform(0.5, 1.5, q.scale.shape) / q_p).astype(np.float32)  # range ±(0.5..1.5): some v clipped
     q.scale.assign(s)
     dy = rng.normal(size=v.shape).astype(np.float32)
-    vt = tf.constant(v)
-    with tf.GradientTape() as tape:
-        tape.watch(vt)
-        out = q(vt)
-        loss = tf.reduce_sum(out * dy)
-    gv, gs = tape.gradient(loss, [vt, q.scale])
+    out = to_numpy(q(tensor(v)))
+    _, (gv, gs) = value_and_grads(lambda v, s: ops.sum(q(v) * tensor(dy)), [v, q.scale])
 
     expected, inside, dvds = _lsq_numpy(v, s, bits)
     assert inside.any() and (~inside).any()  # both branches of the gradient are exercised
@@ -75,8 +92,9 @@ def test_lsq_step_gradient_matches_closed_form(granularity, bits):
     np.testing.assert_array_equal(q.integers(v), np.round(np.clip(v / s, -_qrange(bits)[0], q_p)))
 
 
+@pytest.mark.backends
 def test_lsq_init_from_weights_and_on_float_transfer():
-    layer = QConv2D(4, 3, quantizer={"method": "lsq", "bits": 4}, granularity="outputwise")
+    layer = QConv2D(4, 3, kernel_quantizer={"method": "lsq", "bits": 4, "granularity": "outputwise"})
     layer.build((None, 6, 6, 2))
     kernel = layer.kernel.numpy()
     q = layer.kernel_quantizer
@@ -93,13 +111,14 @@ def test_lsq_init_from_weights_and_on_float_transfer():
 # Fixed-bit QAT and PTQ
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("granularity, axes", [("scalar", (0, 1, 2, 3)), ("outputwise", (0, 1, 2))])
 @pytest.mark.parametrize("bits", [2, 4, 8])
 def test_fixed_bit_quantizer_matches_numpy(granularity, axes, bits):
     rng = np.random.default_rng(bits)
     p = rng.normal(0.0, 0.05, (3, 3, 2, 4)).astype(np.float32)
     p[..., 1] = 0.0  # an all-zero output channel: s = 1, integers 0, no NaN
-    q = C.FixedBitQuantizer(bits=bits, granularity=granularity)
+    q = FixedBitQuantizer(bits=bits, granularity=granularity)
     q.build(p.shape)
     q_n, q_p = _qrange(bits)
     m = np.abs(p).max(axis=axes, keepdims=True)
@@ -108,13 +127,10 @@ def test_fixed_bit_quantizer_matches_numpy(granularity, axes, bits):
     np.testing.assert_array_equal(q.integers(p), ints)
     np.testing.assert_allclose(q.scale.numpy(), s, rtol=1e-7)
     assert np.abs(ints).max() == q_p
-    pt = tf.constant(p)
-    with tf.GradientTape() as tape:
-        tape.watch(pt)
-        out = q(pt)
-        loss = tf.reduce_sum(out * 3.0)
+    out = to_numpy(q(tensor(p)))
+    _, (gp,) = value_and_grads(lambda p: ops.sum(q(p) * 3.0), [p])
     np.testing.assert_allclose(out, ints * s, rtol=1e-6, atol=1e-9)
-    np.testing.assert_allclose(tape.gradient(loss, pt), np.full_like(p, 3.0))  # STE, no gradient to s
+    np.testing.assert_allclose(gp, np.full_like(p, 3.0))  # STE, no gradient to s
     assert not q.trainable_weights
 
 
@@ -125,11 +141,12 @@ def _dense_forward(x, weights):
     return e / e.sum(axis=1, keepdims=True)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("per_channel", [False, True])
 @pytest.mark.parametrize("bits", [2, 3, 4, 8])
 def test_ptq_quantize_matches_numpy(bits, per_channel):
-    float_model = models.build("digits", quantized=False, seed=3)
-    q_model = C.ptq_quantize(float_model, bits, per_channel=per_channel)
+    float_model = models.build("digits", None, seed=3)
+    q_model = procedures.ptq_quantize(float_model, bits, per_channel=per_channel)
     assert [p[0] for p in quantized_params(q_model)] == ["dense_1/kernel", "dense_1/bias", "dense_2/kernel",
                                                          "dense_2/bias"]
     q_n, q_p = _qrange(bits)
@@ -143,7 +160,7 @@ def test_ptq_quantize_matches_numpy(bits, per_channel):
         assert quantizer.granularity == ("outputwise" if per_channel and param == "kernel" else "scalar")
         dequantized.append(ints * s)
     x, y = _digits_arrays(64)
-    np.testing.assert_allclose(q_model(x), _dense_forward(x, dequantized), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(q_model(x)), _dense_forward(x, dequantized), rtol=1e-4, atol=1e-6)
     if bits == 4:  # compiled for evaluate
         loss, acc = q_model.evaluate(x, y, verbose=0)
         assert 0.0 <= acc <= 1.0 and np.isfinite(loss)
@@ -153,34 +170,36 @@ def test_ptq_quantize_matches_numpy(bits, per_channel):
 # CGMQ
 
 
+@pytest.mark.backends
 def test_step_function_T_and_gates():
     g = np.array([-1.0, 0.0, 1e-6, 0.5, 1.0, 1.0001, 2.0, 2.5, 3.0, 3.5, 4.0, 4.0001, 5.5, 100.0])
     expected = [0, 0, 2, 2, 2, 4, 4, 8, 8, 16, 16, 32, 32, 32]
-    np.testing.assert_array_equal(C.step_bits(g), expected)
-    np.testing.assert_array_equal(cgmq.step_bits_tf(tf.constant(g, tf.float32)), expected)
-    assert C.step_bits(1.5) == 4 and isinstance(C.step_bits(1.5), int)
-    for b in C.BIT_WIDTHS:
-        np.testing.assert_array_equal(cgmq.gate(tf.constant(g), b), (np.array(expected) >= b).astype(float))
+    np.testing.assert_array_equal(cgmq.step_bits(g), expected)
+    np.testing.assert_array_equal(to_numpy(cgmq.step_bits_tf(tensor(g))), expected)
+    assert cgmq.step_bits(1.5) == 4 and isinstance(cgmq.step_bits(1.5), int)
+    for b in spec.BIT_WIDTHS:
+        np.testing.assert_array_equal(to_numpy(cgmq.gate(tensor(g), b)), (np.array(expected) >= b).astype(float))
 
 
+@pytest.mark.backends
 def test_residual_decomposition_equals_direct_quantization():
     rng = np.random.default_rng(0)
     x = rng.normal(0.0, 1.0, (200,)).astype(np.float32)
     beta = np.float32(np.abs(x).max())
     for g in (0.5, 1.5, 2.5, 3.5, 5.5):  # one gate: 2, 4, 8, 16, 32 bits
-        b = C.step_bits(g)
-        direct = cgmq.uniform_quantize(tf.constant(x), b, beta).numpy()
-        np.testing.assert_allclose(cgmq.residual_quantize(x, g, beta), direct, atol=1e-6 * beta)
+        b = cgmq.step_bits(g)
+        direct = to_numpy(cgmq.uniform_quantize(tensor(x), b, beta))
+        np.testing.assert_allclose(to_numpy(cgmq.residual_quantize(x, g, beta)), direct, atol=1e-6 * beta)
         s = beta / (2 ** (b - 1) - 1)
         np.testing.assert_allclose(direct, np.round(np.clip(x / s, -(2 ** (b - 1)), 2 ** (b - 1) - 1)) * s, rtol=1e-6)
-    assert len(np.unique(cgmq.residual_quantize(x, 1.5, beta))) <= 15  # 4 bits: at most 15 of the 16 levels used
+    assert len(np.unique(to_numpy(cgmq.residual_quantize(x, 1.5, beta)))) <= 15  # 4 bits: at most 15 of 16 levels
     gates = rng.choice([0.5, 1.5, 2.5, 3.5, 5.5], size=x.shape).astype(np.float32)  # one gate per element
-    mixed = cgmq.residual_quantize(x, gates, beta).numpy()
+    mixed = to_numpy(cgmq.residual_quantize(x, gates, beta))
     for g in (0.5, 1.5, 2.5, 3.5, 5.5):
         sel = gates == g
-        direct = cgmq.uniform_quantize(tf.constant(x[sel]), C.step_bits(g), beta).numpy()
+        direct = to_numpy(cgmq.uniform_quantize(tensor(x[sel]), cgmq.step_bits(g), beta))
         np.testing.assert_allclose(mixed[sel], direct, atol=1e-6 * beta)
-    np.testing.assert_array_equal(cgmq.residual_quantize(x, -1.0, beta), 0.0)  # T(g) = 0 would prune
+    np.testing.assert_array_equal(to_numpy(cgmq.residual_quantize(x, -1.0, beta)), 0.0)  # T(g) = 0 would prune
 
 
 def _expected_gate(kind, satisfied, g, grad_abs, w_abs, lr):
@@ -193,6 +212,7 @@ def _expected_gate(kind, satisfied, g, grad_abs, w_abs, lr):
     return np.maximum(g - lr * d, 0.5)
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("gates", ["layer", "weight"])
 @pytest.mark.parametrize("kind", [1, 2, 3])
 @pytest.mark.parametrize("satisfied", [False, True])
@@ -200,17 +220,13 @@ def test_cgmq_gate_directions(gates, kind, satisfied):
     rng = np.random.default_rng(kind)
     p = rng.normal(0.0, 1.0, (4, 3)).astype(np.float32)
     dy = rng.normal(0.0, 1.0, p.shape).astype(np.float32)
-    q = C.CGMQQuantizer(gates=gates, direction=kind, gate_lr=0.01, gate_init=2.5)
+    q = CGMQQuantizer(gates=gates, direction=kind, gate_lr=0.01, gate_init=2.5)
     q.build(p.shape)
     g0 = rng.uniform(1.2, 5.0, q.gate.shape).astype(np.float32)
     q.gate.assign(g0)
     q.satisfied.assign(float(satisfied))
     assert q.gate.overwrite_with_gradient and q.gate.trainable
-    pt = tf.constant(p)
-    with tf.GradientTape() as tape:
-        tape.watch(pt)
-        loss = tf.reduce_sum(q(pt) * dy)
-    gp, new_gate = tape.gradient(loss, [pt, q.gate])
+    _, (gp, new_gate) = value_and_grads(lambda p, g: ops.sum(q(p) * tensor(dy)), [p, q.gate])
     np.testing.assert_allclose(gp, dy)  # STE
     if gates == "layer":
         expected = _expected_gate(kind, satisfied, g0, np.abs(dy).mean(), np.abs(p).mean(), 0.01)
@@ -220,42 +236,45 @@ def test_cgmq_gate_directions(gates, kind, satisfied):
     assert (np.asarray(new_gate) >= g0).all() if satisfied else (np.asarray(new_gate) <= g0).all()
 
 
+@pytest.mark.backends
 def test_cgmq_gate_written_through_any_optimizer():
     x, y = _digits_arrays(32)
     model = models.build("digits", quantizer={"method": "cgmq", "gate_init": 2.5}, granularity="scalar", seed=1)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", run_eagerly=True)
-    cgmq.set_satisfied(model, True)
+    budget.set_satisfied(model, True)
     model.train_on_batch(x, y)
-    for q in cgmq.cgmq_quantizers(model):  # Sat, dir_1: g <- g + 0.01 |g|, plain SGD despite Adam
+    for q in budget.cgmq_quantizers(model):  # Sat, dir_1: g <- g + 0.01 |g|, plain SGD despite Adam
         assert float(q.gate.numpy()) == pytest.approx(2.5 * 1.01, rel=1e-6)
-    cgmq.set_satisfied(model, False)
+    budget.set_satisfied(model, False)
     model.train_on_batch(x, y)
-    for q in cgmq.cgmq_quantizers(model):  # Unsat, dir_1: 1 / mean|grad| is large -> down to the 0.5 floor
+    for q in budget.cgmq_quantizers(model):  # Unsat, dir_1: 1 / mean|grad| is large -> down to the 0.5 floor
         assert 0.5 <= float(q.gate.numpy()) < 2.5 * 1.01
 
 
+@pytest.mark.backends
 def test_bop_cost_and_enforced_budget():
     inputs = keras.Input((8, 8, 1))
-    h = QConv2D(4, 3, padding="valid", quantizer="cgmq", name="conv")(inputs)  # 6x6 output positions
+    h = QConv2D(4, 3, padding="valid", kernel_quantizer="cgmq", name="conv")(inputs)  # 6x6 output positions
     h = keras.layers.Flatten()(h)
-    outputs = QDense(3, quantizer="cgmq", name="dense")(h)
+    outputs = QDense(3, kernel_quantizer="cgmq", name="dense")(h)
     model = keras.Model(inputs, outputs)
-    cost = C.cgmq_cost(model)
+    cost = procedures.cgmq_cost(model)
     n_conv, n_dense = 3 * 3 * 4 + 4, 144 * 3 + 3
     assert cost["tensors"]["conv/kernel"] == {"bits": 32, "positions": 36, "params": 36}
     assert cost["bops"] == 32 * 32 * (36 * n_conv + n_dense) and cost["relative_bops"] == 1.0
-    assert C.enforce_budget(model, 0.1) == 4  # 32 -> 16 -> 8 -> 4 -> 2 bits
-    assert cgmq.bop_cost(model)["relative_bops"] == pytest.approx(1 / 16) and cgmq.bop_cost(model)["mean_bits"] == 2
-    for q in cgmq.cgmq_quantizers(model):
+    assert procedures.enforce_budget(model, 0.1) == 4  # 32 -> 16 -> 8 -> 4 -> 2 bits
+    assert budget.bop_cost(model)["relative_bops"] == pytest.approx(1 / 16)
+    assert budget.bop_cost(model)["mean_bits"] == 2
+    for q in budget.cgmq_quantizers(model):
         q.gate.assign(np.float32(1e3))  # a gate far above 4 still takes one level per round
-    assert C.enforce_budget(model, 0.3) == 2  # 32 -> 16 -> 8 bits = 0.25
-    assert C.assert_budget(model, 0.25)["relative_bops"] == pytest.approx(0.25)
+    assert procedures.enforce_budget(model, 0.3) == 2  # 32 -> 16 -> 8 bits = 0.25
+    assert procedures.assert_budget(model, 0.25)["relative_bops"] == pytest.approx(0.25)
     with pytest.raises(RuntimeError, match="budget"):
-        C.assert_budget(model, 0.2)
+        procedures.assert_budget(model, 0.2)
     fixed = models.build("digits", quantizer={"method": "fixed", "bits": 4}, seed=0)
-    assert C.cgmq_cost(fixed)["relative_bops"] == pytest.approx(4 / 32)
+    assert procedures.cgmq_cost(fixed)["relative_bops"] == pytest.approx(4 / 32)
     with pytest.raises(ValueError, match="cannot be met"):
-        C.enforce_budget(fixed, 0.1)  # no gates to lower
+        procedures.enforce_budget(fixed, 0.1)  # no gates to lower
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -280,7 +299,7 @@ def test_select_bits_runs_algorithm_2():
     x, y = _digits_arrays(200)
     model = models.build("digits", quantizer={"method": "fixed", "bits": 4}, seed=0)
     start = [metrics.integer_tensors(model)[k].copy() for k in ("dense_1/kernel", "dense_2/kernel")]
-    sel = C.select_bits(model, x, y, min_bits=2, apply=False)
+    sel = procedures.select_bits(model, x, y, min_bits=2, apply=False)
     h = sel.history
     assert len(h) == 4 + 4 - 2 - 2 + 1  # N_max iterations; the last one has every layer at min_bits
     assert list(h["mean_bits"]) == [4.0, 3.5, 3.0, 2.5, 2.0] and pd.isna(h["lowered"].iloc[-1])
@@ -288,20 +307,22 @@ def test_select_bits_runs_algorithm_2():
     assert sel.accuracy == h["accuracy"].max()
     assert li.layer_bits(model) == {"dense_1": 4, "dense_2": 4}  # apply=False restores
     np.testing.assert_array_equal(metrics.integer_tensors(model)["dense_1/kernel"], start[0])
-    sel = C.select_bits(model, x, y, target_mean_bits=2.5)
+    sel = procedures.select_bits(model, x, y, target_mean_bits=2.5)
     assert sel.mean_bits <= 2.5 and li.layer_bits(model) == sel.bits
     for layer in ("dense_1", "dense_2"):
         assert int(np.abs(metrics.integer_tensors(model)[f"{layer}/kernel"]).max()) == 2 ** (sel.bits[layer] - 1) - 1
-        assert model.get_layer(layer).get_config()["quantizer"]["bits"] == sel.bits[layer]
+        config = model.get_layer(layer).get_config()  # the chosen bits are saved with the model
+        assert config["kernel_quantizer"]["config"]["bits"] == config["bias_quantizer"]["config"]["bits"] == (
+            sel.bits[layer])
 
     # three quantized layers: the paper never lowers the first and the last
     inputs = keras.Input((8, 8, 1))
     h = keras.layers.Flatten()(inputs)
     for i, units in enumerate((16, 16, 10)):
-        h = QDense(units, activation="relu" if i < 2 else None, quantizer={"method": "fixed", "bits": 3},
+        h = QDense(units, activation="relu" if i < 2 else None, kernel_quantizer={"method": "fixed", "bits": 3},
                    name=f"q{i}")(h)
     three = keras.Model(inputs, h)
-    sel = C.select_bits(three, x, y)
+    sel = procedures.select_bits(three, x, y)
     assert sel.bits["q0"] == 3 and sel.bits["q2"] == 3 and 2 <= sel.bits["q1"] <= 3
 
 
@@ -309,6 +330,7 @@ def test_select_bits_runs_algorithm_2():
 # Serialization
 
 
+@pytest.mark.backends
 def test_keras_round_trip_with_comparator_quantizers(tmp_path):
     x, _ = _digits_arrays(16)
     specs = [{"method": "fixed", "bits": 5}, {"method": "lsq", "bits": 3},
@@ -316,7 +338,7 @@ def test_keras_round_trip_with_comparator_quantizers(tmp_path):
     for i, spec in enumerate(specs):
         model = models.build("digits", quantizer=spec, granularity="outputwise", seed=i)
         if spec["method"] == "fixed":
-            C.set_layer_bits(model.get_layer("dense_2"), 3)
+            procedures.set_layer_bits(model.get_layer("dense_2"), 3)
         if spec["method"] == "lsq":
             q = model.get_layer("dense_1").kernel_quantizer
             q.scale.assign(q.scale.numpy() * 1.7)
@@ -326,11 +348,12 @@ def test_keras_round_trip_with_comparator_quantizers(tmp_path):
         path = tmp_path / f"{spec['method']}.keras"
         model.save(path)
         loaded = keras.saving.load_model(path)
-        np.testing.assert_allclose(loaded(x), model(x), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(to_numpy(loaded(x)), to_numpy(model(x)), rtol=1e-6, atol=1e-7)
         for name, ints in metrics.integer_tensors(model).items():
             np.testing.assert_array_equal(metrics.integer_tensors(loaded)[name], ints)
         for layer in ("dense_1", "dense_2"):
-            assert loaded.get_layer(layer).get_config()["quantizer"] == model.get_layer(layer).get_config()["quantizer"]
+            for key in ("kernel_quantizer", "bias_quantizer"):
+                assert loaded.get_layer(layer).get_config()[key] == model.get_layer(layer).get_config()[key]
         assert type(loaded.get_layer("dense_1").kernel_quantizer) is type(model.get_layer("dense_1").kernel_quantizer)
         if spec["method"] == "fixed":
             assert loaded.get_layer("dense_2").kernel_quantizer.bits == 3
@@ -345,29 +368,44 @@ def test_keras_round_trip_with_comparator_quantizers(tmp_path):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda: C.check_bits(1),
-        lambda: C.check_bits(9),
-        lambda: C.check_bits(4.5),
-        lambda: C.FixedBitQuantizer(bits=9),
-        lambda: C.LSQQuantizer(bits=1),
-        lambda: QDense(4, quantizer={"method": "fixed", "bits": 16}),
-        lambda: QDense(4, quantizer="magic"),
-        lambda: QDense(4, quantizer={"method": "lsq", "bitz": 4}),
-        lambda: C.CGMQQuantizer(direction=4),
-        lambda: C.CGMQQuantizer(gates="channel"),
-        lambda: C.CGMQQuantizer(gate_lr=-0.01),
-        lambda: C.ptq_quantize(models.build("digits", quantized=False), 9),
-        lambda: cgmq.check_budget(-0.1),
-        lambda: cgmq.check_budget(0.01),  # below 1/16: no model meets it
-        lambda: C.CGMQConstraint(-1.0),
-        lambda: C.enforce_budget(models.build("digits", quantizer="cgmq"), -0.5),
-        lambda: C.select_bits(models.build("digits", quantizer="lsq"), *_digits_arrays(8)),
-        lambda: C.set_layer_bits(models.build("digits", quantizer="fixed").get_layer("dense_1"), 1),
+        lambda: spec.check_bits(1),
+        lambda: spec.check_bits(9),
+        lambda: spec.check_bits(4.5),
+        lambda: spec.check_bits(True),
+        lambda: FixedBitQuantizer(bits=9),
+        lambda: LSQQuantizer(bits=1),
+        lambda: QDense(4, kernel_quantizer={"method": "fixed", "bits": 16}),
+        lambda: QDense(4, kernel_quantizer="magic"),
+        lambda: QDense(4, kernel_quantizer={"method": "lsq", "bitz": 4}),
+        lambda: CGMQQuantizer(direction=4),
+        lambda: CGMQQuantizer(gates="channel"),
+        lambda: CGMQQuantizer(gate_lr=-0.01),
+        lambda: procedures.ptq_quantize(models.build("digits", None), 9),
+        lambda: procedures.ptq_quantize(models.build("digits"), 4),  # already quantized
+        lambda: spec.check_budget(-0.1),
+        lambda: spec.check_budget(0.01),  # below 1/16: no model meets it
+        lambda: spec.check_budget(1.5),  # above 1: more than the float model costs
+        lambda: spec.check_budget(float("nan")),
+        lambda: spec.check_budget(True),
+        lambda: procedures.CGMQConstraint(-1.0),
+        lambda: procedures.CGMQConstraint(2.0),
+        lambda: procedures.enforce_budget(models.build("digits", quantizer="cgmq"), -0.5),
+        lambda: procedures.select_bits(models.build("digits", quantizer="lsq"), *_digits_arrays(8)),
+        lambda: procedures.set_layer_bits(models.build("digits", quantizer="fixed").get_layer("dense_1"), 1),
     ],
 )
 def test_bad_comparator_input_raises(make):
     with pytest.raises(ValueError):
         make()
+
+
+def test_check_budget_bounds_and_messages():
+    assert spec.check_budget(1 / 16) == 1 / 16 and spec.check_budget(1) == 1.0 and spec.check_budget(0.5) == 0.5
+    with pytest.raises(ValueError, match=r"budget 1.5 is above 1"):
+        spec.check_budget(1.5)
+    with pytest.raises(ValueError, match=r"budget 0.01 is below 0.0625"):
+        spec.check_budget(0.01)
+    assert spec.check_bits(4.0) == 4 and spec.check_bits(np.int64(3)) == 3
 
 
 @pytest.mark.parametrize(
@@ -381,6 +419,7 @@ def test_bad_comparator_input_raises(make):
         ({"method": "cgmq"}, "budget"),
         ({"method": "cgmq", "budget": -0.1}, "budget"),
         ({"method": "cgmq", "budget": 0.01}, "budget"),
+        ({"method": "cgmq", "budget": 1.5}, "budget"),
         ({"method": "fixed", "bits": 4, "budget": 0.5}, "budget"),
         ({"method": "layer_importance", "bits": 4, "budget": 5}, "budget"),
         ({"method": "lsq", "bits": 4, "threshold": 1e-10}, "threshold"),
@@ -417,9 +456,20 @@ def test_run_config_round_trip_and_ids():
         assert run_id(c) == rid
         assert RunConfig.from_dict(c.to_dict()) == c
     ptq = configs["cifar10-ptq_eval-outputwise-b8-s42"]
-    assert ptq.method == "fixed" and ptq.mode == "ptq" and ptq.quantizer_spec == {"method": "fixed", "bits": 8}
-    assert configs["digits-cgmq-scalar-bud0.1-gweight-dir3-qat-s42"].method_options["gate_lr"] == 0.001
-    assert RunConfig(dataset="digits").quantizer_spec == "nested"
+    assert ptq.method == "fixed" and ptq.mode == "ptq"
+    assert ptq.quantizer_spec == {"method": "fixed", "bits": 8, "granularity": "outputwise"}
+    cg = configs["digits-cgmq-scalar-bud0.1-gweight-dir3-qat-s42"]
+    assert cg.method_options["gate_lr"] == 0.001
+    assert cg.quantizer_spec == {"method": "cgmq", "granularity": "scalar", "gates": "weight", "direction": 3,
+                                 "gate_lr": 0.001, "gate_init": spec.GATE_INIT}
+    assert configs["mnist-lsq-scalar-b3-ptq-s1"].quantizer_spec == {"method": "lsq", "bits": 3,
+                                                                     "granularity": "scalar"}
+    li_config = configs["digits-layer_importance-rowwise-b4-avg3-ft1-qat-s42"]
+    assert li_config.quantizer_spec == {"method": "fixed", "bits": 4, "granularity": "rowwise"}
+    assert RunConfig(dataset="digits").quantizer_spec == {
+        "method": "nested", "granularity": "rowwise", "threshold": 0.0, "scale_init": spec.DEFAULT_SCALE,
+        "scale_min": spec.DEFAULT_SCALE}
+    assert RunConfig(dataset="digits", scheme="float").quantizer_spec is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -488,13 +538,13 @@ def test_cgmq_run_meets_budget(runs):
     r = runs("cgmq")
     _check_numbers(r)
     assert r.report["relative_bops"] <= 0.1 and r.report["budget"] == 0.1
-    assert C.assert_budget(r.model, 0.1)["relative_bops"] == r.report["relative_bops"]
+    assert procedures.assert_budget(r.model, 0.1)["relative_bops"] == r.report["relative_bops"]
     assert list(r.history["budget_satisfied"]) == [1.0, 0.0]  # epoch 2 ended over budget ...
     assert r.report["enforced_rounds"] >= 1  # ... so the end of training enforced it
     assert r.report["val_accuracy"] == pytest.approx(r.model.evaluate(*_digits_arrays(), verbose=0)[1], abs=1e-6)
     again = load_result(r.out_dir)  # model.keras with the gates, the optimizer and metrics.json
     assert again.report["relative_bops"] == r.report["relative_bops"]
-    assert C.cgmq_cost(again.model)["relative_bops"] == r.report["relative_bops"]
+    assert procedures.cgmq_cost(again.model)["relative_bops"] == r.report["relative_bops"]
 
 
 def test_layer_importance_run_returns_valid_bits(runs):

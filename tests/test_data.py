@@ -1,7 +1,12 @@
-"""Tests for lqs_core.data: digits, content verification, offline behaviour, real shared copies, Imagenette."""
+"""Tests for lqs_core.data: digits, argument checks, content verification, safe parsing, offline behaviour,
+the manifest and data/ folder, real shared copies, Imagenette."""
 
 import hashlib
+import json
 import os
+import pickle
+import re
+import subprocess
 import tarfile
 from pathlib import Path
 
@@ -31,9 +36,11 @@ needs_shared = pytest.mark.skipif(SHARED is None, reason="shared/data/keras/data
 
 @pytest.fixture(autouse=True)
 def _isolated_env(tmp_path, monkeypatch):
-    """Each test gets its own Keras cache and no LQS_DATA_DIR; downloads are refused unless a test allows them."""
+    """Each test gets its own Keras cache, no LQS_DATA_DIR and no checkout data/ folder; downloads are refused
+    unless a test allows them."""
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras_home"))
     monkeypatch.delenv(data.ENV_DATA_DIR, raising=False)
+    monkeypatch.setattr(data, "CHECKOUT_DATA_DIR", None)
     import keras
 
     def no_download(*args, **kwargs):
@@ -227,6 +234,281 @@ def test_download_goes_through_keras_get_file(tmp_path, monkeypatch):
                           cache_subdir="datasets")]
     data.load_arrays("mnist")  # second time: found in the cache, no further get_file call
     assert len(calls) == 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Argument checks: a clear ValueError naming the bad value, before any file is looked at
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        (dict(seed="abc"), ["seed", "'abc'", "integer >= 0"]),
+        (dict(seed=-1), ["seed", "-1", "integer >= 0"]),
+        (dict(seed=1.5), ["seed", "1.5", "integer >= 0"]),
+        (dict(seed=True), ["seed", "True", "integer >= 0"]),
+        (dict(batch_size=0), ["batch_size", "0", "integer >= 1"]),
+        (dict(batch_size="32"), ["batch_size", "'32'", "integer >= 1"]),
+        (dict(max_train=0), ["max_train", "0", "integer >= 1", "None"]),
+        (dict(max_train=2.5), ["max_train", "2.5", "integer >= 1"]),
+        (dict(max_val="10"), ["max_val", "'10'", "integer >= 1"]),
+        (dict(augment="yes"), ["augment", "'yes'", "True, False or None"]),
+        (dict(data_dir=123), ["data_dir", "123", "folder path"]),
+        (dict(data_dir=""), ["data_dir", "''", "folder path"]),
+    ],
+)
+def test_bad_arguments_name_the_value_before_reading_files(kwargs, words, monkeypatch):
+    # the dataset's files are absent: an error about files would mean the argument was checked too late
+    monkeypatch.setattr(data, "_mnist_path", lambda *a: pytest.fail("files looked up before the arguments"))
+    with pytest.raises(ValueError) as e:
+        data.load("mnist", **kwargs)
+    assert all(w in str(e.value) for w in words), str(e.value)
+
+
+def test_bad_image_size_and_name(monkeypatch):
+    monkeypatch.setattr(data, "_imagenette_path", lambda *a: pytest.fail("files looked up before the arguments"))
+    for bad in ("big", 0, -3, 2.5):
+        with pytest.raises(ValueError, match="image_size") as e:
+            data.load("imagenette", image_size=bad)
+        assert repr(bad) in str(e.value) and "integer >= 1" in str(e.value)
+    for bad in (None, 5, "MNIST"):
+        for fn in (data.load, data.load_arrays, data.fetch):
+            with pytest.raises(ValueError, match="unknown dataset") as e:
+                fn(bad)
+            assert repr(bad) in str(e.value) and "cifar10" in str(e.value)
+    for fn in (data.load_arrays, data.fetch):
+        with pytest.raises(ValueError, match="data_dir") as e:
+            fn("mnist", data_dir=["/a"])
+        assert "['/a']" in str(e.value)
+
+
+def test_valid_argument_forms_still_work():
+    s = data.load("digits", batch_size=np.int64(16), seed=np.int32(3), max_train=np.int64(20), max_val=10,
+                  augment=False)
+    assert (s.n_train, s.n_val) == (20, 10)
+    assert data.load("digits", seed=0, augment=None).n_train == 1437
+
+
+# --------------------------------------------------------------------------------------------------
+# Nothing from a data file is executed
+# --------------------------------------------------------------------------------------------------
+
+
+def _fake_cifar(folder: Path, seed=0, n=4, str_keys=False, protocol=4):
+    """A CIFAR-10 python folder of tiny batches; returns (arrays for content_sha256, data of data_batch_1)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = []
+    for b in data._CIFAR_BATCHES:
+        batch = {"batch_label": b, "labels": rng.integers(0, 10, n).tolist(),
+                 "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8)}
+        if not str_keys:
+            batch = {k.encode(): (v.encode() if isinstance(v, str) else v) for k, v in batch.items()}
+        (folder / b).write_bytes(pickle.dumps(batch, protocol=protocol))
+        arrays += [batch["data" if str_keys else b"data"], batch["labels" if str_keys else b"labels"]]
+    return arrays
+
+
+class _WritesMarker:
+    """Unpickling this calls Path.write_text(marker): what a crafted data file could do with pickle.load."""
+
+    def __init__(self, marker):
+        self.marker = Path(marker)
+
+    def __reduce__(self):
+        return Path.write_text, (self.marker, "code from a data file ran\n")
+
+
+class _RunsShell:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+@pytest.mark.parametrize("payload", ["write_text", "os.system", "nested"])
+def test_crafted_cifar_pickle_is_refused_and_never_runs(payload, tmp_path, monkeypatch):
+    marker = tmp_path / "marker"
+    folder = tmp_path / "evil" / "cifar-10-batches-py"
+    _fake_cifar(folder)
+    evil = {"write_text": _WritesMarker(marker), "os.system": _RunsShell(marker),
+            "nested": {b"data": np.zeros((4, 3072), np.uint8), b"labels": [0] * 4, b"x": _WritesMarker(marker)}}
+    crafted = pickle.dumps(evil[payload], protocol=4)
+    if payload != "os.system":  # the payload is live: plain pickle.loads runs it
+        pickle.loads(crafted)
+        assert marker.is_file()
+        marker.unlink()
+    (folder / "data_batch_1").write_bytes(crafted)
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "evil"))
+    refused = {"write_text": "pathlib.Path.write_text", "os.system": f"{os.system.__module__}.system",
+               "nested": "pathlib"}[payload]
+    for call in (lambda: data.load_arrays("cifar10"), lambda: data.load("cifar10"), lambda: data.fetch("cifar10")):
+        with pytest.raises(data.UnsafeDataFileError) as e:
+            call()
+        msg = str(e.value)
+        assert isinstance(e.value, ValueError) and "refused" in msg, msg
+        assert str(folder / "data_batch_1") in msg and refused in msg, msg
+        assert "numpy.core.multiarray._reconstruct" in msg  # says what is allowed
+        assert not marker.exists()
+
+
+def test_pickled_object_in_mnist_npz_is_refused(tmp_path):
+    marker = tmp_path / "marker"
+    arrays = {k: np.zeros(3, np.uint8) for k in ("x_train", "y_train", "x_test", "y_test")}
+    arrays["x_train"] = np.array([_WritesMarker(marker)], dtype=object)
+    np.savez(tmp_path / "mnist.npz", **arrays)
+    with pytest.raises(ValueError, match="mnist.npz"):
+        data.load_arrays("mnist", data_dir=tmp_path)
+    assert not marker.exists()
+
+
+def test_cifar_pickle_globals_are_exactly_what_real_batches_need():
+    assert set(data.CIFAR_PICKLE_GLOBALS) == {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+    }
+
+
+@pytest.mark.parametrize("str_keys", [False, True])
+def test_repacked_cifar_is_parsed_safely_and_checked_by_content(str_keys, tmp_path, monkeypatch):
+    arrays = _fake_cifar(tmp_path / "user" / "cifar-10-batches-py", seed=3, str_keys=str_keys)
+    with pytest.raises(ValueError, match="content check"):  # not listed in the manifest, wrong content
+        data.load_arrays("cifar10", data_dir=tmp_path / "user")
+    monkeypatch.setitem(data.CONTENT_SHA256, "cifar10", data.content_sha256(*arrays))
+    (x_tr, y_tr), (x_va, y_va) = data.load_arrays("cifar10", data_dir=tmp_path / "user")
+    assert x_tr.shape == (20, 32, 32, 3) and x_va.shape == (4, 32, 32, 3) and y_tr.dtype == np.int32
+    np.testing.assert_array_equal(x_va, arrays[10].reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+    np.testing.assert_array_equal(y_tr, np.concatenate(arrays[1:10:2]))
+
+
+def test_file_with_known_checksum_is_accepted_before_parsing(tmp_path, monkeypatch):
+    path = tmp_path / "mnist.npz"
+    _fake_mnist(path, seed=9)
+    with pytest.raises(ValueError, match="content check"):
+        data.load_arrays("mnist", data_dir=tmp_path)
+    known = data._DS["mnist"]["files"]["mnist.npz"]["known"]
+    monkeypatch.setitem(data._DS["mnist"]["files"]["mnist.npz"], "known",
+                        known + [{"source": "test", "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}])
+    monkeypatch.setattr(data, "_check_content", lambda *a: pytest.fail("content check despite a known checksum"))
+    (x_tr, _), _ = data.load_arrays("mnist", data_dir=tmp_path)
+    assert x_tr.shape == (12, 28, 28)
+
+
+def test_cifar_md5_of_the_official_batches_counts_as_known(tmp_path, monkeypatch):
+    folder = tmp_path / "cifar-10-batches-py"
+    _fake_cifar(folder)
+    files = data._DS["cifar10"]["files"]
+    for b in data._CIFAR_BATCHES:
+        md5 = hashlib.md5((folder / b).read_bytes()).hexdigest()
+        monkeypatch.setitem(files[b], "known", [{"source": "official", "md5": md5}])
+    monkeypatch.setattr(data, "_check_content", lambda *a: pytest.fail("content check despite known md5s"))
+    assert data.fetch("cifar10", data_dir=tmp_path) == folder
+
+
+# --------------------------------------------------------------------------------------------------
+# Incomplete folders
+# --------------------------------------------------------------------------------------------------
+
+
+def test_cifar_folder_missing_a_batch_names_the_file(tmp_path, monkeypatch):
+    import keras
+
+    folder = tmp_path / "user" / "cifar-10-batches-py"
+    _fake_cifar(folder)
+    (folder / "data_batch_3").unlink()
+    with pytest.raises(data.DatasetNotFoundError) as e:
+        data.load_arrays("cifar10", data_dir=tmp_path / "user")
+    msg = str(e.value)
+    assert str(folder / "data_batch_3") in msg and "missing" in msg
+    assert all(b in msg for b in data._CIFAR_BATCHES) and data.CIFAR10_URL in msg
+    assert str(folder / "data_batch_2") not in msg.split("must contain")[0]  # only the missing file is listed
+    # via LQS_DATA_DIR the incomplete folder is skipped with a warning; offline the error still names the file
+    monkeypatch.setattr(keras.utils, "get_file", _offline_get_file)
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "user"))
+    with pytest.warns(UserWarning, match="data_batch_3"), pytest.raises(data.DatasetNotFoundError) as e:
+        data.load("cifar10")
+    assert str(folder / "data_batch_3") in str(e.value) and "URL fetch failure" in str(e.value)
+
+
+def test_cifar_folder_given_instead_of_its_parent(tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    _fake_cifar(folder)
+    with pytest.raises(data.DatasetNotFoundError, match="name its parent folder"):
+        data.fetch("cifar10", data_dir=folder)
+
+
+# --------------------------------------------------------------------------------------------------
+# The manifest and the data/ folder
+# --------------------------------------------------------------------------------------------------
+
+
+def test_manifest_is_package_data_and_feeds_the_constants():
+    from importlib import resources
+
+    manifest = json.loads(resources.files("lqs_core").joinpath("datasets.json").read_text(encoding="utf-8"))
+    assert manifest == data.MANIFEST and set(manifest["datasets"]) == set(data.DATASETS)
+    ds = manifest["datasets"]
+    assert data.CONTENT_SHA256 == {n: ds[n]["content_sha256"] for n in ("mnist", "cifar10")}
+    assert (data.MNIST_URL, data.MNIST_FILE_SHA256) == (ds["mnist"]["download"]["url"],
+                                                       ds["mnist"]["download"]["sha256"])
+    assert data.CIFAR10_FILE_SHA256 == ds["cifar10"]["download"]["sha256"]
+    assert data.IMAGENETTE_FILE_SHA256 == ds["imagenette"]["download"]["sha256"]
+    assert data._CIFAR_BATCHES == tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+    assert data._MNIST_KEYS == ("x_train", "y_train", "x_test", "y_test")
+    for name in ("mnist", "cifar10"):
+        for entry in ds[name]["files"].values():
+            assert entry["arrays"] and entry["known"]
+            assert all(len(k.get("sha256", "")) == 64 or len(k.get("md5", "")) == 32 for k in entry["known"])
+    assert re.findall(r"[0-9a-f]{32,}", Path(data.__file__).read_text()) == []  # no checksums in the code
+
+
+def test_data_folder_symlink_readme_and_gitignore():
+    link = REPO / "data" / "manifest.json"
+    assert link.is_symlink() and os.readlink(link) == "../lqs_core/datasets.json"
+    assert json.loads(link.read_text()) == data.MANIFEST
+    readme = (REPO / "data" / "README.md").read_text()
+    hashes = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in ("sha256", "content_sha256", "md5") and isinstance(v, str):
+                    hashes.append(v)
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(data.MANIFEST["datasets"])
+    assert all(re.fullmatch(r"[0-9a-f]{32}|[0-9a-f]{64}", h) for h in hashes)
+    assert len(hashes) > 15 and [h for h in hashes if h not in readme] == []
+    assert "LQS_DATA_DIR" in readme and "manifest.json" in readme
+    if (REPO / ".git").exists():
+        ignored = subprocess.run(
+            ["git", "check-ignore", "--no-index", "data/mnist.npz", "data/cifar-10-batches-py/data_batch_1",
+             "data/README.md", "data/manifest.json"], cwd=REPO, capture_output=True, text=True).stdout.split()
+        assert ignored == ["data/mnist.npz", "data/cifar-10-batches-py/data_batch_1"]
+
+
+def test_checkout_data_folder_is_searched_after_lqs_data_dir(tmp_path, monkeypatch):
+    import lqs_core
+
+    if (REPO / "pyproject.toml").is_file() and Path(lqs_core.__file__).resolve().parent == REPO / "lqs_core":
+        assert data._find_checkout_data_dir() == REPO / "data"
+    checkout = tmp_path / "checkout_data"
+    _, digest = _fake_mnist(checkout / "mnist.npz", seed=1)
+    monkeypatch.setitem(data.CONTENT_SHA256, "mnist", digest)
+    monkeypatch.setattr(data, "CHECKOUT_DATA_DIR", checkout)
+    assert data.fetch("mnist") == checkout / "mnist.npz"
+    _, digest2 = _fake_mnist(tmp_path / "env" / "mnist.npz", seed=2)
+    monkeypatch.setitem(data.CONTENT_SHA256, "mnist", digest2)
+    monkeypatch.setenv(data.ENV_DATA_DIR, str(tmp_path / "env"))
+    assert data.fetch("mnist") == tmp_path / "env" / "mnist.npz"  # LQS_DATA_DIR first
+    with pytest.raises(data.DatasetNotFoundError):  # an explicit data_dir is the only place looked in
+        data.fetch("mnist", data_dir=tmp_path / "nothing")
+    assert str(checkout) in data.describe()
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Bit-packed integer export: round trip to identical predictions, format checks, size (SPEC §3)."""
 
+import json
 import os
 import struct
+import zlib
 
 import keras
 import numpy as np
@@ -262,3 +264,275 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         export.save_integers(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)]), path)
     assert path.read_bytes() == before
     assert sorted(os.listdir(tmp_path)) == ["m.lqsint"]  # no temporary files left behind
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Hardening: every refusal names the bad value and what is allowed, and nothing is written or changed first.
+
+
+def weights_of(model):
+    return [np.array(keras.ops.convert_to_numpy(w), copy=True) for w in model.weights]
+
+
+def assert_unchanged(model, before):
+    after = weights_of(model)
+    assert len(after) == len(before)
+    for a, b in zip(after, before):
+        np.testing.assert_array_equal(a, b)
+
+
+def split(data):
+    """``(header dict, payload bytearray)`` of a file's bytes."""
+    _, _, header_len, _ = export._PREFIX.unpack_from(data, 0)
+    start = export._PREFIX.size
+    return json.loads(data[start : start + header_len]), bytearray(data[start + header_len :])
+
+
+def join(header, body):
+    """A file with valid checksums from a (possibly edited) header and payload."""
+    body = bytes(body)
+    header = dict(header, payload_bytes=len(body), payload_crc32=zlib.crc32(body))
+    hb = json.dumps(header).encode("utf-8")
+    return export._PREFIX.pack(export.MAGIC, export.FORMAT_VERSION, len(hb), zlib.crc32(hb)) + hb + body
+
+
+def with_scale(saved, value, tensor=0):
+    header, body = split(saved)
+    off = header["tensors"][tensor]["scale_offset"]
+    body[off : off + 4] = np.float32(value).astype("<f4").tobytes()
+    return join(header, body)
+
+
+def test_pack_unpack_full_int64_range():
+    v = np.array([-(2**63), 2**63 - 1, 0, -1, 12345], dtype=np.int64)
+    assert metrics.bits_fixed(v) == 64
+    data, lo = export.pack_bits(v, 64)
+    assert lo == -(2**63)
+    np.testing.assert_array_equal(export.unpack_bits(data, v.size, 64, lo), v)
+    with pytest.raises(ValueError, match=r"bits must be in 0\.\.64, got 65"):
+        export.unpack_bits(b"\0" * 9, 1, 65, 0)
+
+
+def test_rewritten_file_still_loads(tmp_path, saved):
+    # the test helpers themselves: split + join without edits gives a file that reads and loads
+    header, body = split(saved)
+    rewritten = _write(tmp_path, join(header, body))
+    ints, _ = export.read_integers(rewritten)
+    assert list(ints) == [t["name"] for t in header["tensors"]]
+    export.load_integers(build(1), rewritten)
+
+
+def test_save_refuses_integers_beyond_int64(tmp_path):
+    # a scale far too small for the weights: floor(P / s) ~ 1e29, which int64 would wrap
+    model = randomize(build(0), 0)
+    name, (_, _, _, _, quantizer) = export._quantized(model)[2]  # the first QDense kernel
+    quantizer.scale.assign(np.full(quantizer.scale.shape, 1e-30, dtype=np.float32))
+    path = tmp_path / "m.lqsint"
+    path.write_bytes(b"previous")
+    with pytest.raises(ValueError) as err:
+        export.save_integers(model, path)
+    msg = str(err.value)
+    assert repr(name) in msg and "int64 range" in msg and str(-(2**63)) in msg and str(2**63 - 1) in msg
+    assert "e+29" in msg and "refusing to write wrapped integers" in msg
+    assert path.read_bytes() == b"previous" and sorted(os.listdir(tmp_path)) == ["m.lqsint"]
+    # the metrics refuse the same model
+    with pytest.raises(ValueError, match="int64"):
+        metrics.integer_tensors(model)
+
+
+def test_save_accepts_large_integers_inside_int64(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), QDense(2, use_bias=False)])
+    layer = model.layers[-1]
+    layer.kernel.assign(np.array([[1.0, -1.0], [0.5, 0.25], [-0.75, 0.0]], dtype=np.float32))
+    scale = layer.quantized_params()[0][2].scale
+    scale.assign(np.full(scale.shape, 1e-18, dtype=np.float32))  # floor(P / s) up to 1e18 < 2**63 ~ 9.2e18
+    ints = metrics.integer_tensors(model)
+    assert metrics.max_abs_integer(ints) > 2**59
+    export.save_integers(model, tmp_path / "big.lqsint")
+    got, _ = export.read_integers(tmp_path / "big.lqsint")
+    for name, q in ints.items():
+        np.testing.assert_array_equal(got[name], q)
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.01, np.nan, np.inf])
+def test_save_refuses_bad_scales(tmp_path, bad):
+    model = randomize(build(0), 0)
+    name, (_, _, _, _, quantizer) = export._quantized(model)[0]
+    s = keras.ops.convert_to_numpy(quantizer.scale).copy()
+    s.flat[1] = bad
+    quantizer.scale.assign(s)
+    with pytest.raises(ValueError) as err:
+        export.save_integers(model, tmp_path / "m.lqsint")
+    msg = str(err.value)
+    assert repr(name) in msg and "finite float > 0" in msg and f"({float(bad):.6g})" in msg
+    assert not os.listdir(tmp_path)
+
+
+def test_save_refuses_nan_weights(tmp_path):
+    model = randomize(build(0), 0)
+    kernel = model.layers[-1].kernel
+    k = keras.ops.convert_to_numpy(kernel).copy()
+    k[0, 0] = np.nan
+    kernel.assign(k)
+    with pytest.raises(ValueError, match=r"q_dense.*/kernel.*non-finite.*int64 integers only"):
+        export.save_integers(model, tmp_path / "m.lqsint")
+    assert not os.listdir(tmp_path)
+
+
+@pytest.mark.parametrize("bad", [-0.01, 0.0, -0.0, np.nan, np.inf, -np.inf])
+def test_read_refuses_bad_scales(tmp_path, saved, bad):
+    path = _write(tmp_path, with_scale(saved, bad, tensor=1))
+    name = split(saved)[0]["tensors"][1]["name"]
+    for read in (export.read_integers, lambda p: export.load_integers(build(1), p)):
+        with pytest.raises(ValueError) as err:
+            read(path)
+        msg = str(err.value)
+        assert str(path) in msg and repr(name) in msg and f"({float(bad):.6g})" in msg
+        assert "a scale must be a finite float > 0" in msg
+
+
+@pytest.mark.parametrize("bad", [np.nan, 0.0, -1.0])
+def test_load_with_bad_scale_leaves_model_unchanged(tmp_path, saved, bad):
+    # the bad scale is the last tensor's: every other tensor would have been assigned before the error
+    n = len(split(saved)[0]["tensors"])
+    model = build(1)
+    before = weights_of(model)
+    with pytest.raises(ValueError, match="finite float > 0"):
+        export.load_integers(model, _write(tmp_path, with_scale(saved, bad, tensor=n - 1)))
+    assert_unchanged(model, before)
+
+
+def test_failed_assignment_restores_the_model(tmp_path, saved, monkeypatch):
+    # an assignment that fails after others succeeded (here: the third tensor) rolls every assignment back
+    model = build(1)
+    before = weights_of(model)
+    real, calls = export._assign_tensor, []
+
+    def flaky(name, *args):
+        calls.append(name)
+        if len(calls) == 3:
+            raise ValueError(f"tensor {name!r}: simulated failure")
+        return real(name, *args)
+
+    monkeypatch.setattr(export, "_assign_tensor", flaky)
+    with pytest.raises(ValueError, match="simulated failure"):
+        export.load_integers(model, _write(tmp_path, saved))
+    assert len(calls) == 3
+    assert_unchanged(model, before)
+
+
+def test_unreproducible_integers_leave_model_unchanged(tmp_path, saved, monkeypatch):
+    monkeypatch.setattr(export, "_float_for_integers", lambda q, s, r: (q * s.astype(np.float64)).astype(np.float32))
+    monkeypatch.setattr(export, "_MAX_NUDGES", 0)
+    model = build(1)
+    before = weights_of(model)
+    with pytest.raises(ValueError, match="element.*model was left unchanged"):
+        export.load_integers(model, _write(tmp_path, saved))
+    assert_unchanged(model, before)
+
+
+def test_structure_mismatch_leaves_model_unchanged(tmp_path, saved):
+    for model in (build(1, units=17), build(1, granularity="scalar"), build(1, rounding="round")):
+        before = weights_of(model)
+        with pytest.raises(ValueError, match=r"tensor '.*' \(file: '.*'\)"):
+            export.load_integers(model, _write(tmp_path, saved))
+        assert_unchanged(model, before)
+
+
+def edit_tensor(saved, **fields):
+    header, body = split(saved)
+    header["tensors"][0].update(fields)
+    return join(header, body)
+
+
+@pytest.mark.parametrize(
+    "fields, message",
+    [
+        ({"bits": 65}, r"bits is 65, expected an integer in 0\.\.64"),
+        ({"bits": -1}, r"bits is -1, expected an integer in 0\.\.64"),
+        ({"bits": 2.5}, r"bits is 2\.5, expected an integer"),
+        ({"min": 2**63}, r"min is 9223372036854775808, expected an integer in -9223372036854775808\.\.9223372036854775807"),
+        ({"min": 5, "max": 4}, r"max is 4, expected an integer in 5\.\."),
+        ({"min": 0, "max": 2**40}, r"bits cannot hold its integer range 0\.\.1099511627776"),
+        ({"shape": [3, -1]}, r"shape is \[3, -1\], expected a list of integers >= 0"),
+        ({"scale_shape": [5]}, r"scale of tensor .* has 12 bytes, shape \(5,\) needs 20 \(float32\)"),
+        ({"nbytes": 10**9}, r"lies outside the payload"),
+        ({"offset": "0"}, r"offset '0'"),
+    ],
+)
+def test_malformed_headers_are_refused(tmp_path, saved, fields, message):
+    path = _write(tmp_path, edit_tensor(saved, **fields))
+    with pytest.raises(ValueError, match=message):
+        export.read_integers(path)
+    model = build(1)
+    before = weights_of(model)
+    with pytest.raises(ValueError, match=message):
+        export.load_integers(model, path)
+    assert_unchanged(model, before)
+
+
+def test_integers_outside_the_declared_range(tmp_path, saved):
+    header, _ = split(saved)
+    t = header["tensors"][0]
+    # declare a narrower range than the packed values (same bits, so the packed size still matches)
+    with pytest.raises(ValueError, match=r"unpacks to -?\d+\.\.-?\d+, outside the range"):
+        export.read_integers(_write(tmp_path, edit_tensor(saved, max=t["min"] + 1)))
+
+
+def test_scale_shape_must_broadcast(tmp_path, saved):
+    header, _ = split(saved)
+    t = header["tensors"][0]  # conv kernel (3, 3, 3, 4), channelwise scale (1, 1, 3, 1)
+    assert t["shape"] == [3, 3, 3, 4] and t["scale_shape"] == [1, 1, 3, 1]
+    with pytest.raises(ValueError, match=r"scale shape \(1, 1, 1, 3\) does not broadcast to the tensor shape \(3, 3, 3, 4\)"):
+        export.read_integers(_write(tmp_path, edit_tensor(saved, scale_shape=[1, 1, 1, 3])))
+
+
+def test_duplicate_names_and_missing_fields(tmp_path, saved):
+    header, body = split(saved)
+    header["tensors"][1]["name"] = header["tensors"][0]["name"]
+    with pytest.raises(ValueError, match="appears twice"):
+        export.read_integers(_write(tmp_path, join(header, body)))
+    header, body = split(saved)
+    del header["tensors"][0]["bits"]
+    with pytest.raises(ValueError, match=r"corrupt header \(missing field 'bits'\)"):
+        export.read_integers(_write(tmp_path, join(header, body)))
+    header, body = split(saved)
+    header["tensors"] = {"not": "a list"}
+    with pytest.raises(ValueError, match="'tensors' is dict, expected a list"):
+        export.read_integers(_write(tmp_path, join(header, body)))
+
+
+def test_other_weights_checked_before_assignment(tmp_path, saved):
+    header, body = split(saved)
+    header["other"][0]["shape"] = [5]
+    model = build(1)
+    before = weights_of(model)
+    with pytest.raises(ValueError, match=r"weight '.*' \(file: '.*'\): shape \(5,\) in the file, \(4,\) in the model"):
+        export.load_integers(model, _write(tmp_path, join(header, body)))
+    header, body = split(saved)
+    header["other"][0]["dtype"] = "|O"
+    with pytest.raises(ValueError, match=r"dtype '\|O', expected a numeric dtype"):
+        export.load_integers(model, _write(tmp_path, join(header, body)))
+    header, body = split(saved)
+    header["other"][0]["dtype"] = "<c8"  # complex into a float32 weight (checked before the block size)
+    with pytest.raises(ValueError, match=r"dtype complex64 in the file cannot be assigned to the model's float32"):
+        export.load_integers(model, _write(tmp_path, join(header, body)))
+    assert_unchanged(model, before)
+
+
+def test_clear_messages_for_foreign_and_cut_files(tmp_path, saved):
+    with pytest.raises(ValueError, match=r"not an lqs integer file: it starts with b'PK\\x03\\x04SI', an lqs integer file starts with b'LQSINT'"):
+        export.read_integers(_write(tmp_path, b"PK\x03\x04" + saved[2:]))
+    with pytest.raises(ValueError, match=r"truncated file or not an lqs integer file: 3 bytes, shorter than the 16-byte prefix"):
+        export.read_integers(_write(tmp_path, b"LQS"))
+    _, _, header_len, _ = export._PREFIX.unpack_from(saved, 0)
+    with pytest.raises(ValueError, match=rf"truncated file: the header is {header_len} bytes, only 10 follow the prefix"):
+        export.read_integers(_write(tmp_path, saved[:26]))
+    with pytest.raises(ValueError, match=r"truncated file: the payload is \d+ bytes, the header says \d+"):
+        export.read_integers(_write(tmp_path, saved[:-3]))
+    with pytest.raises(ValueError, match=r"trailing data after the payload"):
+        export.read_integers(_write(tmp_path, saved + b"\0"))
+    future = saved[:6] + struct.pack("<H", 2) + saved[8:]
+    with pytest.raises(ValueError, match="unsupported format version 2; this lqs reads version 1 only"):
+        export.read_integers(_write(tmp_path, future))

@@ -1,26 +1,37 @@
 """The loss-term scheme (SPEC §2): MaxBin, Inverse, Difference, ReconstructionError; the parameter-count weighting
-over every quantized parameter of a model; combination via ``attach``; gradients to the scales; training."""
+over every quantized parameter of a model; combination via ``attach`` (terms as objects of the quantizers);
+gradients to the scales; training; the terms' Keras serialization. Runs on every Keras backend (marker
+``backends``)."""
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
+from conftest import tensor, to_numpy, value_and_grads
+from keras import ops
 
+from lqs_core import loss_terms, losses, spec
 from lqs_core.layers import QConv2D, QDense, quantized_params
 from lqs_core.losses import (
-    TERMS,
+    TERM_CLASSES,
     Difference,
     Inverse,
     LossTerm,
     MaxBin,
     ReconstructionError,
     attach,
+    evaluate,
     make_term,
     term_value,
 )
-from lqs_core.quantizers import DEFAULT_SCALE
+from lqs_core.spec import DEFAULT_SCALE
 
 ALL_TERMS = (MaxBin, Inverse, Difference, ReconstructionError)
+
+pytestmark = pytest.mark.backends
+
+
+def nested(granularity="scalar", **options):
+    return {"method": "nested", "granularity": granularity, **options}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -83,7 +94,7 @@ def np_l_custom(name, model):
 
 def tiny_dense():
     """QDense(2) on 2 inputs with binary-exact weights and scales (see test_hand_computed_values)."""
-    layer = QDense(2, granularity="rowwise", name="tiny")
+    layer = QDense(2, kernel_quantizer=nested("rowwise"), name="tiny")
     model = keras.Sequential([keras.Input((2,)), layer])
     layer.kernel.assign([[0.75, -1.0], [0.375, 2.0]])
     layer.bias.assign([0.625, -0.75])
@@ -99,10 +110,10 @@ def mixed_model(seed=0):
     model = keras.Sequential(
         [
             keras.Input((4, 4, 3)),
-            QConv2D(2, 2, granularity="channelwise", name="c"),
+            QConv2D(2, 2, kernel_quantizer=nested("channelwise"), name="c"),
             keras.layers.Flatten(),
-            QDense(3, granularity="rowwise", name="d1"),
-            QDense(2, granularity="columnwise", use_bias=False, name="d2"),
+            QDense(3, kernel_quantizer=nested("rowwise"), name="d1"),
+            QDense(2, kernel_quantizer=nested("columnwise"), use_bias=False, name="d2"),
         ]
     )
     for *_, variable, quantizer in quantized_params(model):
@@ -117,7 +128,7 @@ X_MIXED = np.random.default_rng(9).normal(0, 1, (2, 4, 4, 3)).astype(np.float32)
 
 def total_added_loss(model, x):
     model(x)
-    return float(sum(float(v) for v in model.losses))
+    return float(sum(float(to_numpy(v)) for v in model.losses))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -140,7 +151,7 @@ def test_hand_computed_values(cls):
     model = tiny_dense()
     gamma = 0.01
     term = cls(gamma)
-    np.testing.assert_allclose(float(term(model)), gamma * HAND[cls.term], rtol=1e-6)
+    np.testing.assert_allclose(float(evaluate(term, model)), gamma * HAND[cls.term], rtol=1e-6)
     np.testing.assert_allclose(np_l_custom(cls.term, model), HAND[cls.term], rtol=1e-6)  # the reference agrees
     attach(model, term)
     np.testing.assert_allclose(total_added_loss(model, X_TINY), gamma * HAND[cls.term], rtol=1e-6)
@@ -148,20 +159,20 @@ def test_hand_computed_values(cls):
 
 
 def test_term_value_per_parameter_by_hand():
-    w = tf.constant([[0.75, -1.0], [0.375, 2.0]])
-    s = tf.constant([[0.5], [0.25]])
+    w = tensor([[0.75, -1.0], [0.375, 2.0]])
+    s = tensor([[0.5], [0.25]])
     axes = [1]
     assert float(term_value("maxbin", w, s, axes)) == pytest.approx(5.0)
     assert float(term_value("inverse", w, s, axes)) == pytest.approx(3.0)
     assert float(term_value("difference", w, s, axes)) == pytest.approx(2.21875)
     assert float(term_value("reconstruction", w, s, axes)) == pytest.approx(0.09375)
     # columnwise scale on the same W: slices are the columns, max |P| = [0.75, 2] / s = [0.5, 0.25] -> mean(1.5, 8)
-    assert float(term_value("maxbin", w, tf.constant([[0.5, 0.25]]), [0])) == pytest.approx(4.75)
+    assert float(term_value("maxbin", w, tensor([[0.5, 0.25]]), [0])) == pytest.approx(4.75)
     # MaxBin uses |P| / s without floor: 0.3 / 0.25 = 1.2 (floor would give 1)
-    assert float(term_value("maxbin", tf.constant([0.3, -0.1]), tf.constant([0.25]), [0])) == pytest.approx(1.2)
+    assert float(term_value("maxbin", tensor([0.3, -0.1]), tensor([0.25]), [0])) == pytest.approx(1.2)
     # Difference is literally |P - P/s|, not the reconstruction error: P = 0.5, s = 0.25 -> |0.5 - 2| = 1.5
-    assert float(term_value("difference", tf.constant([0.5]), tf.constant([0.25]), [0])) == pytest.approx(1.5)
-    assert float(term_value("reconstruction", tf.constant([0.5]), tf.constant([0.25]), [0])) == pytest.approx(0.0)
+    assert float(term_value("difference", tensor([0.5]), tensor([0.25]), [0])) == pytest.approx(1.5)
+    assert float(term_value("reconstruction", tensor([0.5]), tensor([0.25]), [0])) == pytest.approx(0.0)
 
 
 @pytest.mark.parametrize("cls", ALL_TERMS)
@@ -172,11 +183,19 @@ def test_parameter_count_weighting_over_the_model(cls):
     assert sizes == [24, 2, 54, 3, 6]
     gamma = 1e-3
     expected = gamma * np_l_custom(cls.term, model)
-    np.testing.assert_allclose(float(cls(gamma)(model)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(evaluate(cls(gamma), model)), expected, rtol=1e-5)
     attach(model, cls(gamma))
-    for (_, layer, name, _, quantizer), size in zip(params, sizes):
-        assert layer.loss_terms[name] == [{"term": cls.term, "gamma": gamma, "weight": size / 89}]
-        assert quantizer.loss_terms == layer.loss_terms[name]
+    for (_, layer, _, variable, quantizer), size in zip(params, sizes):
+        # each quantizer holds the term object with its parameter's weight #P / sum #P (the host holds none)
+        assert quantizer.loss_terms == [cls(gamma, weight=size / 89)]
+        (term,) = quantizer.loss_terms
+        assert type(term) is cls and term.gamma == gamma and term.weight == size / 89
+        assert "loss_terms" not in layer.get_config()
+        # its share: gamma * weight * t(P, s)
+        share = term.penalty(variable, quantizer.scale, quantizer.slice_axes)
+        np.testing.assert_allclose(float(to_numpy(share)), gamma * size / 89 * np_term(cls.term, variable.numpy(),
+                                                                            quantizer.scale.numpy()), rtol=1e-5)
+    assert sum(q.loss_terms[0].weight for *_, q in params) == pytest.approx(1.0)
     np.testing.assert_allclose(total_added_loss(model, X_MIXED), expected, rtol=1e-5)
     # an unweighted mean over the five tensors would be something else
     unweighted = gamma * np.mean([np_term(cls.term, v.numpy(), q.scale.numpy()) for *_, v, q in params])
@@ -191,7 +210,8 @@ def test_terms_combine_in_model_losses():
     assert len(model.losses) == 2 * 5
     expected = g1 * np_l_custom("maxbin", model) + g2 * np_l_custom("inverse", model)
     np.testing.assert_allclose(total_added_loss(model, X_MIXED), expected, rtol=1e-5)
-    np.testing.assert_allclose(float(MaxBin(g1)(model) + Inverse(g2)(model)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(evaluate(MaxBin(g1), model) + evaluate(Inverse(g2), model)), expected,
+                               rtol=1e-5)
     # attaching again replaces the earlier terms
     attach(model, Difference(g3), ReconstructionError(g1), Inverse(g2))
     model(X_MIXED)
@@ -224,13 +244,9 @@ def test_term_gradients_reach_the_scales(cls):
     attach(model, cls(gamma))
     params = quantized_params(model)
     scales = [q.scale for *_, q in params]
-    with tf.GradientTape() as tape:
-        model(X_MIXED)
-        total = tf.add_n(model.losses)
-    grads = tape.gradient(total, scales)
+    _, grads = value_and_grads(lambda *_: (model(X_MIXED), sum(model.losses))[1], scales)
     for (*_, variable, quantizer), g in zip(params, grads):
-        assert g is not None and g.shape == quantizer.scale.shape
-        g = g.numpy()
+        assert g.shape == tuple(quantizer.scale.shape)
         p, s = variable.numpy(), quantizer.scale.numpy()
         expected = gamma * p.size / 89 * np_term_grad_s(cls.term, p, s)
         np.testing.assert_allclose(g, expected, rtol=1e-4, atol=1e-9)
@@ -247,12 +263,10 @@ def test_reconstruction_gradient_floor_is_constant_by_hand():
     model = tiny_dense()
     layer = model.layers[0]
     attach(model, ReconstructionError(1.0))
-    with tf.GradientTape() as tape:
-        model(X_TINY)
-        total = tf.add_n(model.losses)
-    gw, gb = tape.gradient(total, [layer.kernel_quantizer.scale, layer.bias_quantizer.scale])
-    np.testing.assert_allclose(gw.numpy(), [[-1 / 6], [-1 / 6]], rtol=1e-6)
-    np.testing.assert_allclose(gb.numpy(), [1 / 6], rtol=1e-6)
+    _, (gw, gb) = value_and_grads(lambda *_: (model(X_TINY), sum(model.losses))[1],
+                                  [layer.kernel_quantizer.scale, layer.bias_quantizer.scale])
+    np.testing.assert_allclose(gw, [[-1 / 6], [-1 / 6]], rtol=1e-6)
+    np.testing.assert_allclose(gb, [1 / 6], rtol=1e-6)
 
 
 def test_task_loss_gives_the_scales_no_gradient_at_threshold_zero():
@@ -260,16 +274,19 @@ def test_task_loss_gives_the_scales_no_gradient_at_threshold_zero():
     model = mixed_model(4)
     attach(model, Inverse(1e-3))
     scales = [q.scale for *_, q in quantized_params(model)]
-    with tf.GradientTape(persistent=True) as tape:
-        out = model(X_MIXED)
-        task = tf.reduce_sum(out**2)
-        terms = tf.add_n(model.losses)
-        total = task + terms
-    for g in tape.gradient(task, scales):
-        assert np.all(g.numpy() == 0)
-    for g_total, g_terms in zip(tape.gradient(total, scales), tape.gradient(terms, scales)):
-        np.testing.assert_array_equal(g_total.numpy(), g_terms.numpy())
-        assert np.all(g_total.numpy() < 0)
+    def loss(part):
+        def f(*_):
+            task = ops.sum(model(X_MIXED) ** 2)
+            terms = sum(model.losses)
+            return {"task": task, "terms": terms, "total": task + terms}[part]
+
+        return value_and_grads(f, scales)[1]
+
+    for g in loss("task"):
+        assert np.all(g == 0)
+    for g_total, g_terms in zip(loss("total"), loss("terms")):
+        np.testing.assert_array_equal(g_total, g_terms)
+        assert np.all(g_total < 0)
 
 
 def test_fit_with_only_a_loss_term_grows_the_scales():
@@ -279,8 +296,8 @@ def test_fit_with_only_a_loss_term_grows_the_scales():
     x = rng.normal(0, 1, (32, 5)).astype(np.float32)
     y = rng.integers(0, 3, 32)
     model = keras.Sequential(
-        [keras.Input((5,)), QDense(6, activation="relu", granularity="rowwise"),
-         QDense(3, activation="softmax", granularity="columnwise")]
+        [keras.Input((5,)), QDense(6, activation="relu", kernel_quantizer=nested("rowwise")),
+         QDense(3, activation="softmax", kernel_quantizer=nested("columnwise"))]
     )
     model.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
     scales = [q.scale for *_, q in quantized_params(model)]
@@ -304,10 +321,12 @@ def test_make_term_names():
                       ("reconstruction", ReconstructionError), ("ReconstructionError", ReconstructionError),
                       ("reconstruction_error", ReconstructionError)]:
         t = make_term(name, 1e-8)
-        assert type(t) is cls and t.gamma == 1e-8
-        assert t.get_config() == {"term": cls.term, "gamma": 1e-8}
-    assert set(TERMS) == {"maxbin", "inverse", "difference", "reconstruction"}
+        assert type(t) is cls and t.gamma == 1e-8 and t.weight == 1.0
+        assert t.get_config() == {"gamma": 1e-8, "weight": 1.0}
+        assert make_term(name, 1e-8, 0.25) == cls(1e-8, weight=0.25)
+    assert set(TERM_CLASSES) == {"maxbin", "inverse", "difference", "reconstruction"}
     assert repr(MaxBin(1e-8)) == "MaxBin(gamma=1e-08)"
+    assert repr(MaxBin(1e-8, weight=0.5)) == "MaxBin(gamma=1e-08, weight=0.5)"
 
 
 @pytest.mark.parametrize(
@@ -319,11 +338,21 @@ def test_make_term_names():
         (lambda: ReconstructionError("a lot"), "gamma"),
         (lambda: make_term("huber", 1.0), "Unknown loss term 'huber'"),
         (lambda: make_term("maxbin", -2.0), "gamma"),
-        (lambda: term_value("bogus", tf.ones(2), tf.ones(1), [0]), "Unknown loss term 'bogus'"),
+        (lambda: term_value("bogus", np.ones(2), np.ones(1), [0]), "Unknown loss term 'bogus'"),
         (lambda: attach(tiny_dense(), "maxbin"), "LossTerm"),
         (lambda: attach(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)]), MaxBin(1.0)),
          "no built quantized layers"),
-        (lambda: MaxBin(1.0)(keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])), "no quantized param"),
+        (lambda: evaluate(MaxBin(1.0), keras.Sequential([keras.Input((2,)), keras.layers.Dense(2)])),
+         "no built quantized layers"),
+        (lambda: MaxBin(True), "gamma"),
+        (lambda: MaxBin(1.0, weight=-0.5), "weight"),
+        (lambda: Inverse(1.0, weight=float("nan")), "weight"),
+        (lambda: make_term("inverse", 1.0, weight=True), "weight"),
+        (lambda: attach(keras.Sequential([keras.Input((2,)), QDense(2, kernel_quantizer="lsq")]), MaxBin(1.0)),
+         "takes no loss terms"),
+        (lambda: loss_terms.get("maxbin"), "must be a LossTerm"),
+        (lambda: loss_terms.get({"class_name": "Dense", "config": {"units": 2}, "module": "keras.layers"}),
+         "must be a LossTerm"),
     ],
 )
 def test_bad_loss_arguments_raise(make, match):
@@ -332,5 +361,31 @@ def test_bad_loss_arguments_raise(make, match):
 
 
 def test_term_classes_registered():
+    # one definition: lqs_core.loss_terms; lqs_core.losses re-exports it; the names are lqs_core.spec.TERMS
+    assert tuple(TERM_CLASSES) == spec.TERMS == tuple(loss_terms.TERM_FUNCTIONS)
+    assert losses.TERM_CLASSES is loss_terms.TERM_CLASSES
     for cls in ALL_TERMS:
-        assert issubclass(cls, LossTerm) and cls.term in TERMS and TERMS[cls.term] is cls
+        assert issubclass(cls, LossTerm) and cls.term in TERM_CLASSES and TERM_CLASSES[cls.term] is cls
+        assert getattr(losses, cls.__name__) is getattr(loss_terms, cls.__name__) is cls
+    assert losses.make_term is loss_terms.make_term and losses.term_value is loss_terms.term_value
+
+
+@pytest.mark.parametrize("cls", ALL_TERMS)
+def test_term_objects_value_penalty_and_serialization(cls):
+    p = tensor([[0.75, -1.0], [0.375, 2.0]])
+    s = tensor([[0.5], [0.25]])
+    term = cls(0.01, weight=0.25)
+    expected_t = {"maxbin": 5.0, "inverse": 3.0, "difference": 2.21875, "reconstruction": 0.09375}[cls.term]
+    assert float(term.value(p, s, [1])) == pytest.approx(expected_t)
+    assert float(term.penalty(p, s, [1])) == pytest.approx(0.01 * 0.25 * expected_t)
+    moved = term.with_weight(0.5)
+    assert type(moved) is cls and (moved.gamma, moved.weight) == (0.01, 0.5) and term.weight == 0.25
+    assert term != moved and term == cls(0.01, 0.25) and term != MaxBin(0.02, 0.25)
+    # Keras serialization, and the plain dicts of lqs 0.1 files
+    config = keras.saving.serialize_keras_object(term)
+    back = keras.saving.deserialize_keras_object(config)
+    assert type(back) is cls and back == term
+    assert loss_terms.get(config) == term and loss_terms.get(term) is term
+    assert cls.from_config(term.get_config()) == term
+    assert loss_terms.get({"term": cls.term, "gamma": 0.01, "weight": 0.25}) == term
+    assert loss_terms.get({"term": cls.term, "gamma": 0.01}) == cls(0.01)

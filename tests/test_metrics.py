@@ -148,7 +148,9 @@ S_B2 = 0.25
 
 def known_model():
     model = keras.Sequential(
-        [keras.Input((4,)), QDense(3, granularity="rowwise", name="d1"), QDense(2, name="d2")], name="known"
+        [keras.Input((4,)), QDense(3, kernel_quantizer={"method": "nested", "granularity": "rowwise"}, name="d1"),
+         QDense(2, kernel_quantizer="nested", name="d2")],
+        name="known",
     )
     d1, d2 = model.get_layer("d1"), model.get_layer("d2")
     # P = (P_q + 0.5) * s: exact in float32 with power-of-two scales, floor(P / s) = P_q exactly.

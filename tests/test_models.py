@@ -1,4 +1,5 @@
-"""The SPEC §4 networks: structure, float twins with the same names, and the PTQ weight transfer."""
+"""The SPEC §4 networks: structure, float twins with the same names, the PTQ weight transfer, and the quantizer
+spec every builder takes (options merged in, default granularity rowwise, ``None`` = the float twin)."""
 
 import keras
 import numpy as np
@@ -6,6 +7,8 @@ import pytest
 
 from lqs_core import models
 from lqs_core.layers import QConv2D, QDense, QuantizedLayer, quantized_params
+from lqs_core.quantizers import CGMQQuantizer, FixedBitQuantizer, LSQQuantizer, NestedQuantizer, registry
+from lqs_core.spec import DEFAULT_SCALE, RunConfig
 
 # dataset -> (builder kwargs, input shape, {qdense, qconv2d, dense, conv2d} of the quantized model)
 CASES = {
@@ -24,7 +27,7 @@ def twins():
         granularity = "channelwise" if name in ("cifar10", "imagenette") else "rowwise"
         out[name] = (
             models.build(name, granularity=granularity, threshold=1e-10, seed=7, **kwargs),
-            models.build(name, quantized=False, seed=7, **kwargs),
+            models.build(name, None, seed=7, **kwargs),
         )
     return out
 
@@ -108,11 +111,11 @@ def test_transfer_float_weights(twins, name):
 
 
 def test_transfer_rejects_a_different_network():
-    f = models.mnist_mlp(quantized=False, seed=1)
+    f = models.mnist_mlp(None, seed=1)
     q = models.digits_mlp(seed=1)
     with pytest.raises(ValueError):
         models.transfer_float_weights(f, q)  # dense_1 shapes differ
-    f2 = models.digits_mlp(quantized=False, seed=1, hidden=32)
+    f2 = models.digits_mlp(quantizer=None, seed=1, hidden=32)
     with pytest.raises(ValueError, match="shape"):
         models.transfer_float_weights(f2, q)
 
@@ -179,11 +182,124 @@ def test_channelwise_dense_is_rejected_and_unknown_dataset():
     for builder in (models.digits_mlp, models.mnist_mlp):
         with pytest.raises(ValueError, match="channelwise"):
             builder(granularity="channelwise")
-        builder(quantized=False, granularity="channelwise")  # float twin: granularity unused
+        with pytest.raises(ValueError, match="channelwise"):
+            builder({"method": "lsq", "bits": 4, "granularity": "channelwise"})
+        # the float twin takes no quantizer options (lqs 0.1 ignored them): refused, naming them
+        with pytest.raises(ValueError, match=r"quantizer options \['granularity'\] given for the float twin"):
+            builder(None, granularity="channelwise")
+        assert not quantized_params(builder(None))
     with pytest.raises(ValueError, match="Unknown dataset"):
         models.build("svhn")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="Unknown granularity 'diagonal'"):
         models.build("digits", granularity="diagonal")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="threshold"):
         models.build("digits", threshold=-1e-10)
+    with pytest.raises(ValueError, match=r"Unknown option\(s\) \['threshold'\] for quantizer LSQQuantizer"):
+        models.build("digits", "lsq", threshold=1e-10)
+    with pytest.raises(ValueError, match="Unknown quantizer method 'magic'"):
+        models.build("digits", "magic")
     assert set(models.MODELS) == {"digits", "mnist", "cifar10", "imagenette"}
+
+
+def _kernel_and_bias_specs(model):
+    """``{layer: (kernel spec, bias spec)}`` of every quantized host."""
+    out = {}
+    for _, layer, pname, _, quantizer in quantized_params(model):
+        out.setdefault(layer.name, {})[pname] = registry.serialize_spec(quantizer)
+    return {name: (specs["kernel"], specs["bias"]) for name, specs in out.items()}
+
+
+def test_default_quantizer_is_nested_rowwise():
+    model = models.digits_mlp(seed=0)
+    assert models.DEFAULT_GRANULARITY == "rowwise"
+    for kernel, bias in _kernel_and_bias_specs(model).values():
+        assert kernel == registry.normalize("nested", granularity="rowwise")
+        assert kernel["threshold"] == 0.0 and kernel["scale_init"] == DEFAULT_SCALE
+        assert bias == {**kernel, "granularity": "scalar"}
+    assert model.get_layer("dense_1").kernel_quantizer.scale.shape == (64, 1)
+
+
+@pytest.mark.parametrize(
+    "quantizer, options, expected",
+    [
+        ("nested", {"threshold": 1e-10}, {"method": "nested", "granularity": "rowwise", "threshold": 1e-10}),
+        ({"method": "nested", "granularity": "rowwise", "threshold": 1e-10}, {},
+         {"method": "nested", "granularity": "rowwise", "threshold": 1e-10}),
+        ("lsq", {"bits": 4}, {"method": "lsq", "granularity": "rowwise", "bits": 4}),
+        ({"method": "lsq", "bits": 4, "granularity": "outputwise"}, {},
+         {"method": "lsq", "granularity": "outputwise", "bits": 4}),
+        ({"method": "fixed", "bits": 8}, {"bits": 3, "granularity": "scalar"},  # options win over the spec
+         {"method": "fixed", "granularity": "scalar", "bits": 3}),
+        ("cgmq", {"gates": "weight", "granularity": "columnwise"},
+         {"method": "cgmq", "granularity": "columnwise", "gates": "weight"}),
+        (NestedQuantizer("columnwise", threshold=1e-9), {},
+         {"method": "nested", "granularity": "columnwise", "threshold": 1e-9}),
+        (LSQQuantizer(bits=5), {"granularity": "outputwise"},
+         {"method": "lsq", "granularity": "outputwise", "bits": 5}),
+    ],
+)
+def test_quantizer_spec_and_options_reach_every_host(quantizer, options, expected):
+    model = models.digits_mlp(quantizer, seed=3, **options)
+    spec = registry.normalize(expected)
+    classes = {"nested": NestedQuantizer, "lsq": LSQQuantizer, "fixed": FixedBitQuantizer, "cgmq": CGMQQuantizer}
+    specs = _kernel_and_bias_specs(model)
+    assert set(specs) == {"dense_1", "dense_2"}
+    for kernel, bias in specs.values():
+        assert kernel == spec and bias == {**spec, "granularity": "scalar"}
+    quantizers = [q for *_, q in quantized_params(model)]
+    assert all(type(q) is classes[spec["method"]] for q in quantizers)
+    assert len({id(q) for q in quantizers}) == 4  # a quantizer object is a spec: every parameter gets its own
+    assert models.network_spec(quantizer, options, 2, "digits_mlp") == spec
+
+
+def test_quantizer_object_keeps_its_axis_in_a_network():
+    model = models.digits_mlp(NestedQuantizer(axis=1, threshold=1e-9), seed=0)
+    q = model.get_layer("dense_1").kernel_quantizer
+    assert q.axis == 1 and q.scale.shape == (1, 64)
+    assert model.get_layer("dense_1").bias_quantizer.axis is None
+    lsq = models.digits_mlp(LSQQuantizer(bits=4, scale_min=1e-3), seed=0).get_layer("dense_2")
+    assert lsq.kernel_quantizer.scale_min == 1e-3 and lsq.bias_quantizer.scale_min == 1e-3
+
+
+def test_options_and_spec_dict_build_the_same_network():
+    a = models.digits_mlp(granularity="columnwise", threshold=1e-10, seed=5)
+    b = models.digits_mlp({"method": "nested", "granularity": "columnwise", "threshold": 1e-10}, seed=5)
+    c = models.build("digits", quantizer="nested", granularity="columnwise", threshold=1e-10, seed=5)
+    for other in (b, c):
+        assert [layer.get_config() for layer in a.layers] == [layer.get_config() for layer in other.layers]
+        for va, vb in zip(a.weights, other.weights):
+            np.testing.assert_array_equal(va.numpy(), vb.numpy())
+
+
+def test_network_spec():
+    assert models.network_spec(None, {}, 2, "digits_mlp") is None
+    assert models.network_spec("nested", {}, 4, "cifar10_cnn") == registry.normalize("nested", "rowwise")
+    assert models.network_spec("nested", {"granularity": "channelwise"}, 4, "cifar10_cnn")["granularity"] == (
+        "channelwise")
+    with pytest.raises(ValueError, match="channelwise"):
+        models.network_spec("nested", {"granularity": "channelwise"}, 2, "digits_mlp")
+    with pytest.raises(ValueError, match="float twin"):
+        models.network_spec(None, {"threshold": 1e-10}, 2, "digits_mlp")
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RunConfig(dataset="digits", threshold=1e-10, granularity="outputwise"),
+        RunConfig(dataset="digits", method="lsq", bits=4, granularity="scalar"),
+        RunConfig(dataset="digits", method="fixed", bits=3),
+        RunConfig(dataset="digits", method="cgmq", budget=0.2, method_options={"direction": 2}),
+        RunConfig(dataset="digits", method="layer_importance", bits=5),
+        RunConfig(dataset="digits", scheme="loss_terms", terms={"maxbin": 1e-8}),
+    ],
+    ids=lambda c: c.method if c.scheme != "loss_terms" else "loss_terms",
+)
+def test_run_config_quantizer_spec_builds_its_network(config):
+    spec = config.quantizer_spec
+    canonical = registry.normalize(spec)
+    assert {k: canonical[k] for k in spec} == spec  # valid as it is; normalize only adds defaults
+    model = models.build(config.dataset, spec, seed=config.seed)
+    for kernel, bias in _kernel_and_bias_specs(model).values():
+        assert kernel == registry.normalize(spec) and bias == {**kernel, "granularity": "scalar"}
+        assert kernel["granularity"] == config.granularity
+    assert RunConfig(dataset="digits", scheme="float").quantizer_spec is None

@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from lqs_core import report
-from lqs_core import workflow as wf
+from lqs_core.workflow import config as wfconfig
+from lqs_core.workflow import sweep
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -55,15 +56,15 @@ def test_sizes_table_factors_against_our_float_zip():
 def test_timing_table_estimates_profiles_from_the_measured_speed():
     rows = [_row(train_seconds=100.0, n_train=1000, epochs=2), _row(train_seconds=300.0, n_train=1000, epochs=2),
             _row(family="ptq", method="ptq", train_seconds=0.0)]
-    profiles = {name: wf.load_config(REPO / "config" / f"{name}.yaml") for name in ("quick", "thesis")}
+    profiles = {name: wfconfig.load_config(REPO / "config" / f"{name}.yaml") for name in ("quick", "thesis")}
     table = report.timing_table(pd.DataFrame(rows), profiles).iloc[0]
     assert table["trained runs"] == 2 and table["ms per image-epoch (median)"] == "100.000"
     per_image_epoch = 0.1  # median of 100 s and 300 s over 2000 image-epochs
-    thesis_runs = [r for r in wf.expand_runs(profiles["thesis"]) if r.dataset == "cifar10" and r.family != "ptq"]
+    thesis_runs = [r for r in sweep.expand_runs(profiles["thesis"]) if r.dataset == "cifar10" and r.family != "ptq"]
     assert table["thesis: trained runs"] == len(thesis_runs)
     days = len(thesis_runs) * 50000 * 100 * per_image_epoch / 86400  # all images, 100 epochs each
     assert table["thesis at this speed (1 CPU thread)"] == f"{days:.0f} days"
-    quick_runs = [r for r in wf.expand_runs(profiles["quick"]) if r.dataset == "cifar10" and r.family != "ptq"]
+    quick_runs = [r for r in sweep.expand_runs(profiles["quick"]) if r.dataset == "cifar10" and r.family != "ptq"]
     assert report.profile_image_epochs(profiles["quick"])["cifar10"] == (len(quick_runs), len(quick_runs) * 20000 * 10)
 
 
@@ -80,10 +81,26 @@ def test_write_report_needs_a_report_section():
         report.write_report({"name": "demo"})
 
 
+@pytest.mark.parametrize("key,value,expected", [
+    ("output", "/tmp/RESULTS.md", "report.output: '/tmp/RESULTS.md' is an absolute path"),
+    ("output", "../RESULTS.md", "report.output: '../RESULTS.md' leaves the working directory"),
+    ("template", "../../etc/passwd", "report.template: '../../etc/passwd' leaves the repository"),
+])
+def test_write_report_stays_inside_its_folders(tmp_path, key, value, expected):
+    config = {"name": "quick_cpu", "report": {"template": "docs/RESULTS.template.md", "output": "RESULTS.md"}}
+    config["report"][key] = value
+    with pytest.raises(report.ReportError, match="allowed: a relative path") as info:
+        report.write_report(config, root=str(tmp_path), repo=str(REPO))
+    assert expected in str(info.value)
+    assert not list(tmp_path.iterdir())
+
+
 @pytest.mark.skipif(not (REPO / "results" / "quick_cpu" / "results.csv").exists(), reason="no quick_cpu results")
 def test_results_md_is_rendered_from_the_stored_results(tmp_path):
     """RESULTS.md in the repository is byte for byte what `make figures CONFIG=config/quick_cpu.yaml` writes."""
-    config = wf.load_config(REPO / "config" / "quick_cpu.yaml")
-    config["report"] = dict(config["report"], output=str(tmp_path / "RESULTS.md"))
-    path = report.write_report(config, root=str(REPO))
+    config = wfconfig.load_config(REPO / "config" / "quick_cpu.yaml")
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "quick_cpu").symlink_to(REPO / "results" / "quick_cpu")  # a work directory with them
+    path = report.write_report(config, root=str(tmp_path), repo=str(REPO))
+    assert Path(path) == tmp_path / "RESULTS.md"
     assert Path(path).read_text(encoding="utf-8") == (REPO / "RESULTS.md").read_text(encoding="utf-8")

@@ -1,16 +1,20 @@
-"""End-to-end training runs on the embedded digits data (seconds each) and the run configuration / result files."""
+"""End-to-end training runs on the embedded digits data (seconds each), diverging runs and unwritable output
+folders, the run configuration (:mod:`lqs_core.spec`) and the result files (:mod:`lqs_core.results`)."""
 
 import json
 import os
+import stat
 
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
-from lqs_core import losses, training
+from lqs_core import loss_terms, provenance, results, spec, training
 from lqs_core.layers import QuantizedLayer, quantized_params
-from lqs_core.training import DATASET_DEFAULTS, RunConfig, load_result, run_id, train
+from lqs_core.results import RunResult, is_complete, load_result
+from lqs_core.spec import DATASET_DEFAULTS, RunConfig, run_id
+from lqs_core.training import RunDiverged, train
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +79,7 @@ def _digits_val():
 def test_same_seed_gives_identical_history(digits_pair):
     _, first = digits_pair
     again = train(RunConfig(dataset="digits", threshold=1e-10), verbose=0)
-    cols = [c for c in first.history.columns if c not in training.TIME_COLUMNS]
+    cols = [c for c in first.history.columns if c not in spec.TIME_COLUMNS]
     pd.testing.assert_frame_equal(first.history[cols], again.history[cols], check_exact=True)
     for (*_, v1, q1), (*_, v2, q2) in zip(quantized_params(first.model), quantized_params(again.model)):
         np.testing.assert_array_equal(v1.numpy(), v2.numpy())
@@ -92,7 +96,8 @@ def test_loss_terms_scheme_grows_scales_and_lr_schedule(capsys):
     assert out.count("epoch ") == 3 and "maxbin γ=1e-08" in out  # one readable line per epoch
     for *_, q in quantized_params(maxbin.model):
         assert q.threshold == 0.0
-        assert [(e["term"], e["gamma"]) for e in q.loss_terms] == [("maxbin", 1e-8)]
+        assert [(type(t), t.term, t.gamma) for t in q.loss_terms] == [(loss_terms.MaxBin, "maxbin", 1e-8)]
+        assert 0 < q.loss_terms[0].weight < 1  # #P / sum #P
         assert np.all(q.scale.numpy() > 2 * q.scale_init)  # MaxBin pushed every scale up
     first = maxbin.history["unique_integers"].iloc[0]
     assert maxbin.report["unique_integers"] < first
@@ -110,7 +115,7 @@ def test_float_baseline_and_ptq_start(tmp_path):
         assert key in float_run.report
     assert float_run.report["params"] == 64 * 64 + 64 + 64 * 10 + 10
     assert "float zip" in float_run.report_line()
-    assert not (tmp_path / "float" / training.INTEGERS_FILE).exists()
+    assert not (tmp_path / "float" / spec.INTEGERS_FILE).exists()
 
     captured = {}
 
@@ -159,6 +164,11 @@ def test_save_and_load_round_trip(digits_pair, tmp_path):
         payload = json.load(f)
     assert payload["run_id"] == run_id(run.config)
     assert payload["config"] == run.config.to_dict()
+    assert list(payload) == ["run_id", "config", "report", "files", "versions", "machine"]
+    assert payload["files"] == {"history": spec.HISTORY_FILE, "summary": spec.SUMMARY_FILE,
+                                "integers": spec.INTEGERS_FILE, "model": spec.MODEL_FILE}
+    machine = json.loads(json.dumps(provenance.record()))
+    assert payload["machine"] == machine and payload["machine"]["cpu_instruction_set"]
 
     back = load_result(out)
     assert back.config == run.config
@@ -171,7 +181,7 @@ def test_save_and_load_round_trip(digits_pair, tmp_path):
 
     for name, values in metrics.integer_tensors(back.model).items():
         np.testing.assert_array_equal(values, metrics.integer_tensors(run.model)[name])
-    assert training.is_complete(out)
+    assert is_complete(out)
     assert load_result(out, load_model=False).model is None
 
 
@@ -179,7 +189,7 @@ def test_save_is_atomic(digits_pair, tmp_path, monkeypatch):
     _, run = digits_pair
     out = tmp_path / "run"
     run.save(out)
-    assert training.is_complete(out)
+    assert is_complete(out)
 
     def broken_save(self, *args, **kwargs):
         raise OSError("disk full")
@@ -197,7 +207,22 @@ def test_save_is_atomic(digits_pair, tmp_path, monkeypatch):
     assert not (fresh / "metrics.json").exists() and not (fresh / "model.keras").exists()
     monkeypatch.undo()
     run.save(out)
-    assert training.is_complete(out)
+    assert is_complete(out)
+
+
+def test_save_removes_stale_temporary_files(digits_pair, tmp_path):
+    # a save killed before its renames leaves .tmp-* files; the next save of the run removes them
+    _, run = digits_pair
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / ".tmp-model.keras.x.keras"
+    stale.write_bytes(b"half a model")
+    (out / ".tmp-metrics.json.abc123.json").write_text("{")
+    (out / ".keep").write_text("")  # not a temporary file of a save: left alone
+    run.save(out)
+    assert not stale.exists()
+    assert sorted(n for n in os.listdir(out) if n.startswith(".")) == [".keep"]
+    assert is_complete(out) and load_result(out).report == pytest.approx(run.report)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -215,10 +240,10 @@ def test_defaults_per_dataset():
     c = RunConfig(dataset="mnist", epochs=3, batch_size=8, learning_rate=1e-3, lr_schedule=[])
     assert (c.epochs, c.batch_size, c.learning_rate) == (3, 8, 1e-3)
     assert c.scheme == "nested" and c.mode == "qat" and c.seed == 42 and c.granularity == "rowwise"
-    assert set(training.TERM_NAMES) == set(losses.TERMS)
+    assert spec.TERMS == tuple(loss_terms.TERM_CLASSES)
     from lqs_core import data, models
 
-    assert training.DATASETS == tuple(data.DATASETS) == tuple(models.MODELS) == tuple(DATASET_DEFAULTS)
+    assert spec.DATASETS == tuple(data.DATASETS) == tuple(models.MODELS) == tuple(DATASET_DEFAULTS)
 
 
 def test_config_round_trip_and_run_id():
@@ -260,6 +285,8 @@ def test_config_round_trip_and_run_id():
         ({"max_train": 0}, "max_train"),
         ({"image_size": 64}, "image_size"),
         ({"seed": "42"}, "seed"),
+        ({"seed": -1}, "seed must be >= 0"),
+        ({"seed": 1.5}, "seed"),
         ({"scale_init": 1e-6}, "scale_init"),
         ({"jit_compile": "yes"}, "jit_compile"),
     ],
@@ -279,3 +306,85 @@ def test_from_dict_rejects_unknown_and_missing_fields():
 def test_channelwise_is_fine_for_conv_networks():
     assert RunConfig(dataset="cifar10", granularity="channelwise").granularity == "channelwise"
     assert RunConfig(dataset="digits", scheme="float", granularity="channelwise").scheme == "float"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Diverging runs, unwritable output folders
+
+
+class _Started(keras.callbacks.Callback):
+    """Records whether training began."""
+
+    def __init__(self):
+        super().__init__()
+        self.started = False
+
+    def on_train_begin(self, logs=None):
+        self.started = True
+
+
+def test_huge_learning_rate_raises_run_diverged_and_saves_nothing(tmp_path):
+    config = RunConfig(dataset="digits", learning_rate=1e9, epochs=1, max_train=64, max_val=32)
+    out = tmp_path / "diverged"
+    with pytest.raises(RunDiverged, match="diverged") as e:
+        train(config, out_dir=out, verbose=0)
+    assert "learning_rate 1e+09" in str(e.value)
+    assert isinstance(e.value, RuntimeError)
+    assert not (out / spec.METRICS_FILE).exists() and not is_complete(out)
+    assert os.listdir(out) == []  # checked for writing before training, then nothing written
+    with pytest.raises(FileNotFoundError):
+        load_result(out)
+
+
+def test_check_converged():
+    config = RunConfig(dataset="digits")
+    ok = pd.DataFrame({"epoch": [1, 2], "loss": [2.3, training.DIVERGED_LOSS], "val_loss": [2.0, 1e9]})
+    training.check_converged(ok, config)  # at the bound is fine, and a large (finite) val_loss too
+    for column, values in [("loss", [2.3, 2 * training.DIVERGED_LOSS]), ("loss", [np.nan, 1.0]),
+                           ("val_loss", [1.0, np.inf]), ("loss", [1.0, -np.inf])]:
+        history = pd.DataFrame({"epoch": [1, 2], "loss": [1.0, 1.0], "val_loss": [1.0, 1.0]})
+        history[column] = values
+        with pytest.raises(RunDiverged, match=f": {column} = .* at epoch {1 + int(np.isfinite(values[0]))} "):
+            training.check_converged(history, config)
+
+
+def test_unwritable_out_dir_under_a_file_is_refused_before_training(tmp_path):
+    # a path below a regular file can be written by no one (root included)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    started = _Started()
+    with pytest.raises(ValueError, match="cannot be written") as e:
+        train(RunConfig(dataset="digits", epochs=1, max_train=64), out_dir=blocker / "sub", verbose=0,
+              callbacks=[started])
+    assert str(blocker / "sub") in str(e.value)
+    assert not started.started
+    assert blocker.read_text() == "not a folder"
+
+
+def test_read_only_out_dir_is_refused_before_training(tmp_path):
+    folder = tmp_path / "read_only"
+    folder.mkdir()
+    folder.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("running as root: a read-only folder is still writable (the file case covers root)")
+        started = _Started()
+        with pytest.raises(ValueError, match="cannot be written"):
+            train(RunConfig(dataset="digits", epochs=1, max_train=64), out_dir=folder / "run", verbose=0,
+                  callbacks=[started])
+        assert not started.started
+        with pytest.raises(ValueError, match="cannot be written"):
+            train(RunConfig(dataset="digits", epochs=1, max_train=64), out_dir=folder, verbose=0)
+    finally:
+        folder.chmod(stat.S_IRWXU)
+
+
+def test_run_result_of_a_float_run_saves_no_integers(tmp_path):
+    config = RunConfig(dataset="digits", scheme="float")
+    result = RunResult(config=config, model=None, history=pd.DataFrame({"epoch": [1], "loss": [0.5]}),
+                       report={"val_accuracy": 0.5, "loss": float("nan")})
+    out = result.save(tmp_path / "r")
+    assert sorted(os.listdir(out)) == [spec.HISTORY_FILE, spec.METRICS_FILE]
+    back = load_result(out)
+    assert back.model is None and back.config == config and np.isnan(back.report["loss"])
+    assert results.is_complete(out) and back.run_id == "digits-float-s42"

@@ -1,6 +1,7 @@
 """Workflow configuration: schema validation with clear messages, sweep expansion, results table, figures.
 
-Fast unit tests of lqs_core.workflow (no training); one test runs `snakemake -n` on bad configs.
+Fast unit tests of the package lqs_core.workflow (no training); a few tests run `snakemake -n` on bad configs. The
+bad-input corpus of the workflow config is tests/test_workflow_bad_configs.py.
 """
 
 import copy
@@ -16,7 +17,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from lqs_core import workflow as wf
+from lqs_core import spec
+from lqs_core.workflow import aggregate, jobs, names, sweep, table
+from lqs_core.workflow import config as wfconfig
+from lqs_core.workflow.figures import comparison, compression, curves, histograms, pareto, style
 
 REPO = Path(__file__).resolve().parent.parent
 PROFILES = ["smoke", "demo", "quick", "quick_cpu", "thesis"]
@@ -37,16 +41,26 @@ def smoke():
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_shipped_configs_are_valid(name):
-    config = wf.validate_config(load(name))
+    config = wfconfig.validate_config(load(name))
     assert config["name"] == name
-    assert wf.expand_runs(config)
+    assert sweep.expand_runs(config)
+    assert wfconfig.load_config(REPO / "config" / f"{name}.yaml") == config
+
+
+def test_schema_ships_inside_the_package():
+    """The schema is package data (importlib.resources), not a file of the checkout's config/ folder."""
+    from importlib import resources
+
+    assert resources.files("lqs_core.workflow").joinpath("schema.yaml").is_file()
+    assert not (REPO / "config" / "schema.yaml").exists()
+    assert wfconfig.load_schema()["title"] == "lqs workflow configuration"
 
 
 def bad(mutate):
     config = smoke()
     mutate(config)
-    with pytest.raises(wf.ConfigError) as info:
-        wf.validate_config(config)
+    with pytest.raises(wfconfig.ConfigError) as info:
+        wfconfig.validate_config(config)
     return str(info.value)
 
 
@@ -86,13 +100,25 @@ def test_unknown_term_and_mode_are_named():
     assert "datasets.digits.modes[1]" in msg and "'fp8'" in msg
 
 
+def bad_run(mutate):
+    """The message of a config whose schema is fine but whose runs lqs_core.spec.RunConfig refuses."""
+    config = smoke()
+    mutate(config)
+    wfconfig.validate_config(config)
+    with pytest.raises(wfconfig.ConfigError) as info:
+        sweep.expand_runs(config)
+    return str(info.value)
+
+
 def test_channelwise_only_for_conv_networks():
-    msg = bad(lambda c: c["datasets"]["digits"].update(granularities=["channelwise"]))
-    assert "channelwise" in msg and "Conv2D" in msg
+    # checked once, by RunConfig, for every run when the sweep is expanded (the key path names the sweep)
+    msg = bad_run(lambda c: c["datasets"]["digits"].update(granularities=["channelwise"]))
+    assert "datasets.digits.nested: granularity: 'channelwise' is defined only for Conv2D kernels" in msg
+    assert "allowed there: 'scalar', 'rowwise', 'columnwise', 'outputwise'" in msg
     config = smoke()
     config["datasets"] = {"cifar10": copy.deepcopy(config["datasets"]["digits"])}
     config["datasets"]["cifar10"]["granularities"] = ["channelwise"]
-    assert wf.validate_config(config)
+    assert sweep.expand_runs(config)
 
 
 def test_several_problems_reported_together():
@@ -109,8 +135,8 @@ def test_missing_scheme_and_bad_types():
     assert "needs a 'nested' and/or a 'loss_terms' sweep" in msg
     assert "not of type" in bad(lambda c: c.update(seeds="42"))
     assert "'name' is a required property" in bad(lambda c: c.pop("name"))
-    with pytest.raises(wf.ConfigError):
-        wf.validate_config(None)
+    with pytest.raises(wfconfig.ConfigError):
+        wfconfig.validate_config(None)
 
 
 def test_yaml_exponent_strings_become_numbers():
@@ -124,7 +150,7 @@ datasets:
     nested: {thresholds: [0, 1e-10, 2E-9]}
 """)
     assert config["datasets"]["digits"]["nested"]["thresholds"][1] == "1e-10"
-    out = wf.validate_config(config)
+    out = wfconfig.validate_config(config)
     assert out["datasets"]["digits"]["nested"]["thresholds"] == [0, 1e-10, 2e-9]
     assert out["threads"] == 1 and out["data_dir"] is None
 
@@ -140,27 +166,29 @@ def test_schema_objects_are_closed():
             for i, v in enumerate(node):
                 walk(v, f"{where}[{i}]")
 
-    walk(wf.load_schema(), "schema")
+    walk(wfconfig.load_schema(), "schema")
 
 
-def test_names_agree_with_the_library():
-    from lqs_core import data, granularity, losses, training
-
-    assert tuple(wf.DATASETS) == tuple(data.DATASETS) == tuple(training.DATASETS)
-    assert set(wf.TERMS) == set(losses.TERMS) == set(training.TERM_NAMES)
-    assert set(wf.GRANULARITIES) == set(granularity.GRANULARITIES)
-    assert tuple(wf.MODES) == tuple(training.MODES)
-    assert set(wf.DENSE_DATASETS) == set(training.DENSE_DATASETS)
-    schema = wf.load_schema()
-    assert set(schema["$defs"]["granularity"]["enum"]) == set(granularity.GRANULARITIES)
-    assert set(schema["$defs"]["loss_terms"]["properties"]["terms"]["properties"]) == set(losses.TERMS)
-    assert set(schema["properties"]["datasets"]["properties"]) == set(data.DATASETS)
-    assert set(wf.COMPARATORS) - {"ptq"} == set(training.METHODS) - {"nested"}
-    assert set(training.BITS_METHODS) <= set(wf.COMPARATORS)
-    assert set(schema["$defs"]["comparators"]["properties"]) == set(wf.COMPARATORS) | {"seeds", "granularities",
-                                                                                        "modes"}
-    train_keys = set(schema["$defs"]["train"]["properties"])
-    assert train_keys <= set(training.RunConfig.field_names())
+def test_schema_agrees_with_the_vocabulary():
+    """The schema's enumerations and bounds are lqs_core.spec's (the one definition of the vocabulary)."""
+    schema = wfconfig.load_schema()
+    defs = schema["$defs"]
+    assert tuple(schema["properties"]["datasets"]["properties"]) == spec.DATASETS
+    assert set(defs["granularity"]["enum"]) == set(spec.GRANULARITIES)
+    assert tuple(defs["loss_terms"]["properties"]["terms"]["properties"]) == spec.TERMS
+    assert tuple(defs["mode"]["enum"]) == spec.MODES
+    assert set(defs["comparators"]["properties"]) == set(spec.COMPARATORS) | {"seeds", "granularities", "modes"}
+    assert set(spec.COMPARATORS) - {"ptq"} == set(spec.METHODS) - {"nested"}
+    assert (defs["bits"]["minimum"], defs["bits"]["maximum"]) == (spec.BITS_MIN, spec.BITS_MAX)
+    cgmq = defs["comparators"]["properties"]["cgmq"]["properties"]
+    assert (cgmq["budgets"]["items"]["minimum"], cgmq["budgets"]["items"]["maximum"]) == (spec.MIN_RELATIVE_BUDGET, 1)
+    assert cgmq["gate_init"]["minimum"] == spec.GATE_MIN
+    li = defs["comparators"]["properties"]["layer_importance"]["properties"]
+    assert set(spec.LAYER_IMPORTANCE_OPTIONS) <= set(li)
+    assert set(defs["train"]["properties"]) <= set(spec.RunConfig.field_names())
+    # the workflow's orders are permutations of the vocabulary, not copies of it
+    assert sorted(names.GRANULARITY_ORDER) == sorted(spec.GRANULARITIES)
+    assert names.FAMILIES == ("float", "nested") + spec.TERMS + spec.COMPARATORS
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -168,7 +196,7 @@ def test_names_agree_with_the_library():
 
 
 def test_smoke_expansion():
-    runs = wf.expand_runs(smoke())
+    runs = sweep.expand_runs(smoke())
     ids = [r.run_id for r in runs]
     assert ids == [
         "digits-float-s42",
@@ -183,7 +211,7 @@ def test_smoke_expansion():
         "digits-cgmq-scalar-bud0.2-qat-s42",
         "digits-layer_importance-scalar-b8-qat-s42",
     ]
-    by = wf.runs_by_id(runs)
+    by = sweep.runs_by_id(runs)
     ptq = by["digits-nested-rowwise-lam1e-08-ptq-s42"]
     assert ptq.baseline == "digits-float-s42"
     assert ptq.config["float_weights"] == "results/smoke/baselines/digits-float-s42/model.keras"
@@ -193,14 +221,24 @@ def test_smoke_expansion():
     assert by["digits-float-s42"].config == {"dataset": "digits", "scheme": "float", "seed": 42, "epochs": 2}
 
 
-def test_run_configs_are_valid_runconfigs_and_ids_match_training():
-    from lqs_core import training
+@pytest.mark.parametrize("name", ["demo", "quick_cpu"])
+def test_expanded_ids_are_the_committed_run_folders(name):
+    """The sweep's ids (lqs_core.spec.run_id without training suffixes) are the folders of the committed runs."""
+    folders = {(p.parent.name, p.name) for p in (REPO / "results" / name).glob("*/*") if p.is_dir()}
+    folders = {f for f in folders if f[0] in sweep.FOLDERS.values()}
+    if not folders:
+        pytest.skip(f"no committed results/{name}")
+    runs = sweep.expand_runs(load(name))
+    assert {(r.folder, r.run_id) for r in runs} == folders
+    assert len(runs) == len(folders)
 
+
+def test_run_configs_are_valid_runconfigs():
     for name in PROFILES:
-        for run in wf.expand_runs(load(name)):
-            config = training.RunConfig.from_dict(run.config)
-            # the workflow's ids are lqs_core.training.run_id without its suffixes for non-default settings
-            assert training.run_id(config).startswith(run.run_id), (run.run_id, training.run_id(config))
+        for run in sweep.expand_runs(load(name)):
+            config = spec.RunConfig.from_dict(dict(run.config))
+            assert spec.run_id(config, training_suffixes=False) == run.run_id
+            assert spec.run_id(config).startswith(run.run_id)
 
 
 def test_grid_counts():
@@ -213,19 +251,19 @@ def test_grid_counts():
     d["loss_terms"] = {"terms": {"maxbin": [1e-8, 1e-7], "inverse": [1e-9]}, "granularities": ["rowwise"],
                        "modes": ["qat"]}
     del d["comparators"]  # counted in test_comparator_expansion
-    counts = wf.count_runs(config)
+    counts = sweep.count_runs(config)
     assert counts == {"baseline": 3, "nested": 4 * 3 * 2 * 3, "maxbin": 2 * 3, "inverse": 1 * 3,
                       "total": 3 + 72 + 6 + 3}
-    assert len({r.run_id for r in wf.expand_runs(config)}) == counts["total"]
+    assert len({r.run_id for r in sweep.expand_runs(config)}) == counts["total"]
     # a second dataset doubles everything; modes inherited from the dataset
     config["datasets"]["mnist"] = copy.deepcopy(d)
-    assert wf.count_runs(config)["total"] == 2 * counts["total"]
-    assert wf.needs_fetch(config) == ["mnist"] and wf.needs_fetch(smoke()) == []
+    assert sweep.count_runs(config)["total"] == 2 * counts["total"]
+    assert sweep.needs_fetch(config) == ["mnist"] and sweep.needs_fetch(smoke()) == []
 
 
 @pytest.mark.parametrize("name,total", [("smoke", 11), ("demo", 78)])
 def test_profile_totals(name, total):
-    assert wf.count_runs(load(name))["total"] == total
+    assert sweep.count_runs(load(name))["total"] == total
 
 
 def test_dataset_seeds_override_the_profile_seeds():
@@ -233,22 +271,22 @@ def test_dataset_seeds_override_the_profile_seeds():
     config["datasets"]["mnist"] = copy.deepcopy(config["datasets"]["digits"])
     config["datasets"]["mnist"]["seeds"] = [7]
     del config["datasets"]["mnist"]["comparators"]
-    runs = wf.expand_runs(config)
+    runs = sweep.expand_runs(config)
     assert {r.seed for r in runs if r.dataset == "mnist"} == {7}
     assert {r.seed for r in runs if r.dataset == "digits"} == {42}
-    assert "digits-float-s42" in wf.runs_by_id(runs) and "mnist-float-s7" in wf.runs_by_id(runs)
+    assert "digits-float-s42" in sweep.runs_by_id(runs) and "mnist-float-s7" in sweep.runs_by_id(runs)
     # comparator seeds must be among the dataset's own seeds
     config["datasets"]["mnist"]["comparators"] = {"seeds": [42], "ptq": {"bits": [4]}}
-    with pytest.raises(wf.ConfigError, match=r"mnist.comparators.seeds: \[42\] not among the seeds \[7\]"):
-        wf.validate_config(config)
+    with pytest.raises(wfconfig.ConfigError, match=r"mnist.comparators.seeds: \[42\] not among the seeds \[7\]"):
+        wfconfig.validate_config(config)
     config["datasets"]["mnist"]["seeds"] = [-1]
-    with pytest.raises(wf.ConfigError, match=r"datasets.mnist.seeds\[0\]: -1"):
-        wf.validate_config(config)
+    with pytest.raises(wfconfig.ConfigError, match=r"datasets.mnist.seeds\[0\]: -1"):
+        wfconfig.validate_config(config)
 
 
 def test_quick_cpu_profile_is_the_documented_cut():
-    config = wf.validate_config(load("quick_cpu"))
-    runs = wf.expand_runs(config)
+    config = wfconfig.validate_config(load("quick_cpu"))
+    runs = sweep.expand_runs(config)
     mnist = [r for r in runs if r.dataset == "mnist"]
     assert {r.seed for r in mnist if r.family == "nested"} == {42, 43}
     assert {r.seed for r in runs if r.dataset == "cifar10"} == {42}
@@ -258,7 +296,7 @@ def test_quick_cpu_profile_is_the_documented_cut():
 
 
 def test_thesis_profile_is_spec_section_4():
-    config = wf.validate_config(load("thesis"))
+    config = wfconfig.validate_config(load("thesis"))
     assert config["seeds"] == [42, 43, 44, 45, 46]
     ds = config["datasets"]
     assert set(ds) == {"mnist", "cifar10", "imagenette"}
@@ -279,7 +317,7 @@ def test_thesis_profile_is_spec_section_4():
 
 
 def test_figure_outputs_follow_the_sweeps():
-    outs = wf.figure_outputs(smoke(), "figures/smoke")
+    outs = sweep.figure_outputs(smoke(), "figures/smoke")
     assert outs["fig_pareto"] == ["figures/smoke/pareto_digits_nested.png", "figures/smoke/pareto_digits_nested.pdf",
                                   "figures/smoke/pareto_digits_maxbin.png", "figures/smoke/pareto_digits_maxbin.pdf"]
     assert [os.path.basename(p) for p in outs["fig_curves"]] == [
@@ -293,7 +331,7 @@ def test_figure_outputs_follow_the_sweeps():
         "comparison_digits.png", "comparison_digits.pdf", "pareto_points_digits.csv", "pareto_points_digits.md"]
     config = smoke()
     del config["datasets"]["digits"]["comparators"]
-    assert wf.figure_outputs(config, "f")["fig_comparison"] == []
+    assert sweep.figure_outputs(config, "f")["fig_comparison"] == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -310,9 +348,6 @@ def test_figure_outputs_follow_the_sweeps():
     (lambda c: c.update(lsqq={"bits": [4]}), "comparators: unknown key 'lsqq' (allowed: cgmq, fixed, granularities"),
     (lambda c: c["lsq"].update(granularities=["rowwise"]), "'rowwise' is not one of scalar, outputwise"),
     (lambda c: c.update(fixed={}), "comparators.fixed: 'bits' is a required property"),
-    (lambda c: c.update(layer_importance={"bits": [4], "budgets": [6]}),
-     "layer_importance.budgets: target mean bits 6 must be in min_bits..bits = 2..4"),
-    (lambda c: c.update(layer_importance={"bits": [4], "min_bits": 5}), "min_bits: 5 is more than the start bits 4"),
     (lambda c: c.update(seeds=[7]), "comparators.seeds: [7] not among the seeds [42]"),
 ])
 def test_bad_comparators_are_named(mutate, expected):
@@ -320,8 +355,20 @@ def test_bad_comparators_are_named(mutate, expected):
     assert expected in msg, msg
 
 
+@pytest.mark.parametrize("mutate,expected", [
+    (lambda c: c.update(layer_importance={"bits": [4], "budgets": [6]}),
+     "datasets.digits.comparators.layer_importance: budget (target mean bits) must be in 2..4, got 6.0"),
+    (lambda c: c.update(layer_importance={"bits": [4], "min_bits": 5}),
+     "datasets.digits.comparators.layer_importance: method_options['min_bits'] must be in 2..4, got 5"),
+])
+def test_bad_comparator_runs_are_named(mutate, expected):
+    # the rules of one run are RunConfig's, checked when the sweep is expanded (before any job)
+    msg = bad_run(lambda c: mutate(c["datasets"]["digits"]["comparators"]))
+    assert expected in msg, msg
+
+
 def test_comparator_expansion():
-    runs = wf.runs_by_id(wf.expand_runs(smoke()))
+    runs = sweep.runs_by_id(sweep.expand_runs(smoke()))
     ptq = runs["digits-ptq_eval-outputwise-b4-s42"]
     assert ptq.family == "ptq" and ptq.mode is None and ptq.param == 4 and ptq.baseline == "digits-float-s42"
     assert ptq.config == {"dataset": "digits", "scheme": "ptq_eval", "granularity": "outputwise", "bits": 4,
@@ -347,41 +394,38 @@ def test_comparator_expansion():
                  "direction": 3},
         "layer_importance": {"bits": [8, 6], "budgets": [None, 4], "finetune_epochs": 1},
     }
-    counts = wf.count_runs(config)
+    counts = sweep.count_runs(config)
     assert counts["ptq"] == 4 * 2 * 2
     assert counts["fixed"] == 3 * 2 * 1 * 2
     assert counts["lsq"] == 3 * 1 * 2 * 2
     assert counts["cgmq"] == 3 * 2 * 1 * 2 * 2
     assert counts["layer_importance"] == 2 * 2 * 2 * 2 * 2
-    all_runs = wf.expand_runs(config)
-    by = wf.runs_by_id(all_runs)
+    all_runs = sweep.expand_runs(config)
+    by = sweep.runs_by_id(all_runs)
     assert len(by) == len(all_runs) == counts["total"]
-    assert {r.seed for r in all_runs if r.family in wf.COMPARATORS} == {1, 2}
+    assert {r.seed for r in all_runs if r.family in spec.COMPARATORS} == {1, 2}
     w = by["digits-cgmq-scalar-bud0.1-gweight-dir3-ptq-s2"]
     assert w.variant == "gweight-dir3" and w.baseline == "digits-float-s2"
     assert w.config["method_options"] == {"gates": "weight", "direction": 3}
     li = by["digits-layer_importance-outputwise-b6-avg4-ft1-qat-s1"]
     assert li.config["budget"] == 4.0 and li.config["method_options"] == {"finetune_epochs": 1}
     assert li.variant == "avg4-ft1"
-    from lqs_core import training
-
     for run in all_runs:
-        if run.family in wf.COMPARATORS:
-            cfg = training.RunConfig.from_dict(run.config)
-            assert training.run_id(cfg).startswith(run.run_id), (run.run_id, training.run_id(cfg))
+        cfg = spec.RunConfig.from_dict(dict(run.config))
+        assert spec.run_id(cfg, training_suffixes=False) == run.run_id
     # the comparators draw no Pareto / curves / histogram figures of their own
-    assert wf.sweep_families(config) == [("digits", "nested"), ("digits", "maxbin")]
+    assert sweep.sweep_families(config) == [("digits", "nested"), ("digits", "maxbin")]
 
 
 @pytest.mark.parametrize("name", ["demo", "quick", "thesis"])
 def test_every_profile_runs_every_comparator(name):
-    config = wf.validate_config(load(name))
-    counts = wf.count_runs(config)
-    assert all(counts.get(c, 0) > 0 for c in wf.COMPARATORS), counts
-    assert wf.comparison_datasets(config) == [d for d in wf.DATASETS if d in config["datasets"]]
+    config = wfconfig.validate_config(load(name))
+    counts = sweep.count_runs(config)
+    assert all(counts.get(c, 0) > 0 for c in spec.COMPARATORS), counts
+    assert sweep.comparison_datasets(config) == [d for d in spec.DATASETS if d in config["datasets"]]
     if name == "thesis":
-        for spec in config["datasets"].values():
-            comp = spec["comparators"]
+        for ds in config["datasets"].values():
+            comp = ds["comparators"]
             assert comp["ptq"]["bits"] == [2, 3, 4, 8]
             assert comp["fixed"]["bits"] == comp["lsq"]["bits"] == list(range(2, 9))
         assert counts["ptq"] == 3 * 4 * 2 * 5  # datasets x bits x granularities x seeds
@@ -393,7 +437,7 @@ def test_pareto_mask_and_comparison_from_synthetic_results(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    assert wf.pareto_mask([0.9, 0.8, 0.95, 0.7, float("nan")], [10, 5, 20, 6, 1]) == [True, True, True, False,
+    assert aggregate.pareto_mask([0.9, 0.8, 0.95, 0.7, float("nan")], [10, 5, 20, 6, 1]) == [True, True, True, False,
                                                                                         False]
     rows = [{"run_id": "b", "kind": "baseline", "dataset": "digits", "family": "float", "method": "float",
              "seed": 42, "val_accuracy": 0.96, "float32_bytes": 40000}]
@@ -407,34 +451,32 @@ def test_pareto_mask_and_comparison_from_synthetic_results(tmp_path):
                          "packed_bytes": size, "mean_bits_fixed": bits, "entropy_bits_per_weight": bits - 0.5,
                          "huffman_bytes": size, "zip_bytes": size, "unique_integers": 10, "float32_bytes": 40000})
     results = pd.DataFrame(rows)
-    settings = wf.comparison_settings(results, "digits")
+    settings = aggregate.comparison_settings(results, "digits")
     assert settings["method"].tolist() == ["float", "nested", "nested", "ptq", "ptq", "lsq", "cgmq"]
     assert (settings.loc[settings["method"] != "float", "n_seeds"] == 2).all()
     assert settings.loc[0, "packed_bytes_mean"] == 40000 and settings.loc[0, "mean_bits_fixed_mean"] == 32
     assert settings["setting"].tolist()[:4] == ["float32", "λ=0", "λ=1e-9", "2 bits"]
-    points = wf.pareto_points(results, "digits")
+    points = aggregate.pareto_points(results, "digits")
     assert [(m, p) for m, p in zip(points["method"], points["param"])] == [
         ("ptq", 2.0), ("cgmq", 0.1), ("lsq", 4.0), ("ptq", 8.0), ("nested", 0.0)]
-    md = wf.to_markdown(wf.pareto_points_display(points))
+    md = aggregate.to_markdown(aggregate.pareto_points_display(points))
     assert md.startswith("| method | setting |") and "LSQ" in md and md.count("\n") == 2 + len(points)
-    wf.set_style()
-    fig = wf.comparison_figure(results, "digits")
+    style.set_style()
+    fig = comparison.comparison_figure(results, "digits")
     assert len(fig.axes) == 3 and fig.axes[0].get_xscale() == "log"
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == [wf.METHOD_NAMES[m] for m in ("float", "nested", "ptq", "lsq", "cgmq")]
-    paths = wf.savefig(fig, tmp_path / "a")
+    assert legend == [names.METHOD_NAMES[m] for m in ("float", "nested", "ptq", "lsq", "cgmq")]
+    paths = style.savefig(fig, tmp_path / "a")
     plt.close(fig)
-    fig = wf.comparison_figure(results, "digits")
-    again = wf.savefig(fig, tmp_path / "b")
+    fig = comparison.comparison_figure(results, "digits")
+    again = style.savefig(fig, tmp_path / "b")
     plt.close(fig)
     assert [Path(p).read_bytes() for p in paths] == [Path(p).read_bytes() for p in again]
 
 
-def test_format_value_and_ids():
-    assert [wf.format_value(v) for v in (0, 1e-10, 1e-8, 0.5, 1.0, 2.5e-7)] == ["0", "1e-10", "1e-8", "0.5", "1",
+def test_format_value():
+    assert [names.format_value(v) for v in (0, 1e-10, 1e-8, 0.5, 1.0, 2.5e-7)] == ["0", "1e-10", "1e-8", "0.5", "1",
                                                                                   "2.5e-7"]
-    assert wf.run_id("mnist", "nested", "rowwise", "ptq", 1e-10, 42) == "mnist-nested-rowwise-lam1e-10-ptq-s42"
-    assert wf.run_id("mnist", "inverse", "scalar", "qat", 1e-9, 1) == "mnist-loss_terms-scalar-inverse1e-09-qat-s1"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -446,13 +488,13 @@ def fake_results(tmp_path, seeds=(42, 43)):
     config = smoke()
     config["seeds"] = list(seeds)
     config["datasets"]["digits"]["nested"]["thresholds"] = [0, 1e-10, 1e-8]
-    runs = wf.expand_runs(config, results_dir=str(tmp_path))
+    runs = sweep.expand_runs(config, results_dir=str(tmp_path))
     rng = np.random.default_rng(0)
     for run in runs:
         d = Path(run.directory(tmp_path))
         d.mkdir(parents=True)
         p = run.param or 0.0
-        level = 0 if run.kind == "baseline" or run.family in wf.COMPARATORS else int(np.log10(p)) + 13 if p > 0 else 0
+        level = 0 if run.kind == "baseline" or run.family in spec.COMPARATORS else int(np.log10(p)) + 13 if p > 0 else 0
         # level: 0, 3, 5 for λ = 0, 1e-10, 1e-8
         acc = 0.97 - 0.05 * (level == 5) + rng.normal(0, 0.005)
         epochs = 3
@@ -475,51 +517,51 @@ def fake_results(tmp_path, seeds=(42, 43)):
 
 def test_collect_results(tmp_path):
     config, runs = fake_results(tmp_path)
-    table = wf.collect_results(runs, str(tmp_path))
-    assert len(table) == len(runs)
-    assert list(table.columns[: len(wf.ID_COLUMNS)]) == wf.ID_COLUMNS
-    assert table.columns[-2:].tolist() == ["history", "integers"]
-    assert table["run_id"].tolist()[:2] == ["digits-float-s42", "digits-float-s43"]
-    base = table[table["kind"] == "baseline"].iloc[0]
+    df = table.collect_results(runs, str(tmp_path))
+    assert len(df) == len(runs)
+    assert list(df.columns[: len(table.ID_COLUMNS)]) == table.ID_COLUMNS
+    assert df.columns[-2:].tolist() == ["history", "integers"]
+    assert df["run_id"].tolist()[:2] == ["digits-float-s42", "digits-float-s43"]
+    base = df[df["kind"] == "baseline"].iloc[0]
     assert pd.isna(base["granularity"]) and pd.isna(base["integers"]) and base["history"].endswith("history.csv")
-    lt = table[table["family"] == "maxbin"].iloc[0]
+    lt = df[df["family"] == "maxbin"].iloc[0]
     assert lt["term"] == "maxbin" and lt["gamma"] == 1e-6 and pd.isna(lt["threshold"])
-    nested = table[table["family"] == "nested"]
+    nested = df[df["family"] == "nested"]
     assert nested["threshold"].tolist() == nested["param"].tolist()
     # the method column: float, nested, the loss term, the comparator
-    assert set(table["method"]) == {"float", "nested", "maxbin"} | set(wf.COMPARATORS)
-    assert (table["method"] == table["family"]).all()
-    comp = table[table["method"].isin(wf.COMPARATORS) & (table["seed"] == 42)].set_index("method")
+    assert set(df["method"]) == {"float", "nested", "maxbin"} | set(spec.COMPARATORS)
+    assert (df["method"] == df["family"]).all()
+    comp = df[df["method"].isin(spec.COMPARATORS) & (df["seed"] == 42)].set_index("method")
     assert comp["threshold"].isna().all()
     assert comp.loc["ptq", "scheme"] == "ptq_eval" and pd.isna(comp.loc["ptq", "mode"])
     assert comp.loc["lsq", "param"] == 4 and comp.loc["cgmq", "param"] == 0.2
-    assert "float_weights" not in table.columns and "lr_schedule" in table.columns
+    assert "float_weights" not in df.columns and "lr_schedule" in df.columns
     # deterministic file, identical on rewrite; readable back
     path = tmp_path / "results.csv"
-    wf.write_table(table, path)
+    table.write_table(df, path)
     first = path.read_bytes()
-    wf.write_table(wf.collect_results(list(reversed(runs)), str(tmp_path)), path)
+    table.write_table(table.collect_results(list(reversed(runs)), str(tmp_path)), path)
     assert path.read_bytes() == first
-    assert len(wf.read_results(tmp_path)) == len(runs)
+    assert len(table.read_results(tmp_path)) == len(runs)
     # a missing run is an error unless asked otherwise
     os.unlink(Path(runs[-1].directory(tmp_path)) / "metrics.json")
     with pytest.raises(FileNotFoundError):
-        wf.collect_results(runs, str(tmp_path))
-    assert len(wf.collect_results(runs, str(tmp_path), missing_ok=True)) == len(runs) - 1
+        table.collect_results(runs, str(tmp_path))
+    assert len(table.collect_results(runs, str(tmp_path), missing_ok=True)) == len(runs) - 1
 
 
 def test_aggregate_and_operating_point():
     df = pd.DataFrame({"param": [0, 0, 1, 1, 2, 2], "val_accuracy": [0.9, 0.92, 0.9, 0.9, 0.5, 0.6],
                        "zip_bytes": [100, 100, 50, 52, 10, 10]})
-    agg = wf.aggregate_seeds(df, ["param"], ["val_accuracy", "zip_bytes"])
+    agg = aggregate.aggregate_seeds(df, ["param"], ["val_accuracy", "zip_bytes"])
     assert agg["n_seeds"].tolist() == [2, 2, 2]
     assert agg["val_accuracy_mean"].round(6).tolist() == [0.91, 0.9, 0.55]
     assert agg.loc[0, "val_accuracy_std"] == pytest.approx(np.std([0.9, 0.92], ddof=1))
-    row, ok = wf.select_operating_point(agg, 0.91, 0.02)
+    row, ok = aggregate.select_operating_point(agg, 0.91, 0.02)
     assert ok and row["param"] == 1
-    row, ok = wf.select_operating_point(agg, 0.99, 0.02)
+    row, ok = aggregate.select_operating_point(agg, 0.99, 0.02)
     assert not ok and row["param"] == 0  # nothing within tolerance: the most accurate
-    row, ok = wf.select_operating_point(agg, None, 0.02)
+    row, ok = aggregate.select_operating_point(agg, None, 0.02)
     assert not ok and row["param"] == 0
 
 
@@ -529,7 +571,7 @@ def test_savefig_is_byte_identical(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wf.set_style()
+    style.set_style()
 
     def draw():
         fig, ax = plt.subplots()
@@ -541,7 +583,7 @@ def test_savefig_is_byte_identical(tmp_path):
     hashes = []
     for i in range(2):
         fig = draw()
-        paths = wf.savefig(fig, tmp_path / f"f{i}", formats=("png", "pdf", "svg"))
+        paths = style.savefig(fig, tmp_path / f"f{i}", formats=("png", "pdf", "svg"))
         plt.close(fig)
         hashes.append([hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths])
     assert hashes[0] == hashes[1]
@@ -552,13 +594,12 @@ def test_savefig_is_byte_identical(tmp_path):
     # and in a fresh process (fonts, hash seeds): same bytes
     code = (
         "import sys, matplotlib; matplotlib.use('Agg'); import matplotlib.pyplot as plt;"
-        "import importlib.util as u; s = u.spec_from_file_location('w', sys.argv[1]); w = u.module_from_spec(s);"
-        "sys.modules['w'] = w; s.loader.exec_module(w); w.set_style(); fig, ax = plt.subplots();"
+        "from lqs_core.workflow.figures import style as w; w.set_style(); fig, ax = plt.subplots();"
         "ax.plot([1, 2, 3], [1, 10, 100], label='λ = 1e-10'); ax.set_yscale('log'); ax.legend();"
-        "w.savefig(fig, sys.argv[2], formats=('png', 'pdf', 'svg'))"
+        "w.savefig(fig, sys.argv[1], formats=('png', 'pdf', 'svg'))"
     )
-    subprocess.run([sys.executable, "-c", code, str(REPO / "lqs_core" / "workflow.py"), str(tmp_path / "g")],
-                   check=True, env={**os.environ, "PYTHONHASHSEED": "123"})
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "g")], check=True,
+                   env={**os.environ, "PYTHONHASHSEED": "123"})
     for ext, h in zip(("png", "pdf", "svg"), hashes[0]):
         assert hashlib.sha256((tmp_path / f"g.{ext}").read_bytes()).hexdigest() == h, ext
 
@@ -570,10 +611,10 @@ def test_figures_from_synthetic_results(tmp_path):
     import matplotlib.pyplot as plt
 
     _, runs = fake_results(tmp_path / "res")
-    results = wf.collect_results(runs, str(tmp_path / "res"))
-    wf.set_style()
-    assert wf.result_families(results) == [("digits", "nested"), ("digits", "maxbin")]
-    fig = wf.pareto_figure(results, "digits", "nested")
+    results = table.collect_results(runs, str(tmp_path / "res"))
+    style.set_style()
+    assert table.result_families(results) == [("digits", "nested"), ("digits", "maxbin")]
+    fig = pareto.pareto_figure(results, "digits", "nested")
     axes = fig.axes
     assert len(axes) == 2 and axes[0].get_yscale() == "log" and axes[1].get_yscale() == "log"
     assert axes[1].get_xlabel() == "final validation accuracy"
@@ -581,47 +622,46 @@ def test_figures_from_synthetic_results(tmp_path):
     labels = {t.get_text() for t in axes[0].texts}
     assert {"0", "1e-10", "1e-8"} <= labels
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == [wf.MODE_NAMES["qat"], wf.MODE_NAMES["ptq"], "float baseline"]
+    assert legend == [names.MODE_NAMES["qat"], names.MODE_NAMES["ptq"], "float baseline"]
     plt.close(fig)
 
-    histories = wf.load_histories(results, str(tmp_path / "res"))
+    histories = table.load_histories(results, str(tmp_path / "res"))
     assert set(histories["run_id"]) == set(results.loc[results["family"] != "ptq", "run_id"])
-    assert wf.curve_keys(results) == [("digits", "nested", "qat"), ("digits", "nested", "ptq"),
-                                      ("digits", "maxbin", "qat")]
-    fig = wf.curves_figure(histories, "digits", "nested", "qat")
+    assert table.curve_keys(results) == [("digits", "nested", "qat"), ("digits", "nested", "ptq"),
+                                         ("digits", "maxbin", "qat")]
+    fig = curves.curves_figure(histories, "digits", "nested", "qat")
     assert fig.axes[0].get_ylabel() == "validation accuracy" and fig.axes[1].get_yscale() == "log"
     assert len(fig.axes[0].get_lines()) == 3 + 1  # three λ + float baseline
     plt.close(fig)
 
-    fig = wf.histogram_figure({"dense_1/kernel": np.arange(-5, 6).reshape(11, 1), "dense_1/bias": np.zeros(3)},
-                              "t")
+    fig = histograms.histogram_figure({"dense_1/kernel": np.arange(-5, 6).reshape(11, 1),
+                                       "dense_1/bias": np.zeros(3)}, "t")
     assert all(ax.get_yscale() == "log" for ax in fig.axes)
     plt.close(fig)
 
-    row = wf.pick_histogram_run(results, "digits", "nested", "rowwise", "qat", None, None, tolerance=0.02)
+    row = aggregate.pick_histogram_run(results, "digits", "nested", "rowwise", "qat", None, None, tolerance=0.02)
     assert row["param"] == 1e-10 and row["seed"] == 42  # the most compressed within tolerance
-    row = wf.pick_histogram_run(results, "digits", "nested", "columnwise", "qat", 43, 3e-9)
+    row = aggregate.pick_histogram_run(results, "digits", "nested", "columnwise", "qat", 43, 3e-9)
     assert row["param"] == 1e-8 and row["seed"] == 43 and row["granularity"] == "rowwise"
 
-    table, settings = wf.compression_table(results, tolerance=0.02)
-    assert table[["dataset", "family"]].values.tolist() == [["digits", "nested"], ["digits", "maxbin"]]
-    nested = table.iloc[0]
+    best, settings = aggregate.compression_table(results, tolerance=0.02)
+    assert best[["dataset", "family"]].values.tolist() == [["digits", "nested"], ["digits", "maxbin"]]
+    nested = best.iloc[0]
     assert nested["param"] == 1e-10 and nested["within_tolerance"] and nested["zip_bytes"] == 10000 - 1500 * 3
     assert nested["zip_ratio"] == pytest.approx(18000 / 5500)
     assert len(settings) == 3 * 2 + 1  # λ x modes + one γ
-    md = wf.to_markdown(wf.table_display(table))
+    md = aggregate.to_markdown(aggregate.table_display(best))
     assert md.startswith("| dataset |") and "λ=1e-10" in md and md.count("\n") == 4
-    fig = wf.table_figure(wf.table_display(table), "t")
-    wf.savefig(fig, tmp_path / "table")
+    fig = compression.table_figure(aggregate.table_display(best), "t")
+    style.savefig(fig, tmp_path / "table")
     assert (tmp_path / "table.png").stat().st_size > 1000
 
 
 def _claimer(devices, hold, timeout=None):
-    code = ("import sys, time, importlib.util as u; s = u.spec_from_file_location('w', sys.argv[1]); "
-            "w = u.module_from_spec(s); sys.modules['w'] = w; s.loader.exec_module(w); "
-            f"print(w.claim_gpu({devices!r}, sys.argv[2], poll_seconds=0.05, timeout={timeout!r}), flush=True); "
+    code = ("import sys, time; from lqs_core.workflow.jobs import claim_gpu; "
+            f"print(claim_gpu({devices!r}, sys.argv[1], poll_seconds=0.05, timeout={timeout!r}), flush=True); "
             f"time.sleep({hold})")
-    return [sys.executable, "-c", code, str(REPO / "lqs_core" / "workflow.py")]
+    return [sys.executable, "-c", code]
 
 
 def test_claim_gpu_takes_a_free_device(tmp_path, monkeypatch):
@@ -629,17 +669,17 @@ def test_claim_gpu_takes_a_free_device(tmp_path, monkeypatch):
     holder = subprocess.Popen(_claimer("0,1", 60) + [str(tmp_path)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "0"
-        assert wf.claim_gpu("0,1", str(tmp_path)) == "1"  # 0 is held by the other process
+        assert jobs.claim_gpu("0,1", str(tmp_path)) == "1"  # 0 is held by the other process
         assert os.environ["CUDA_VISIBLE_DEVICES"] == "1"
         busy = subprocess.run(_claimer("0,1", 0, timeout=0.3) + [str(tmp_path)], capture_output=True, text=True)
         assert busy.returncode != 0 and "TimeoutError" in busy.stderr
     finally:
         holder.kill()
         holder.wait()
-        wf._GPU_LOCKS.pop().close()
+        jobs._GPU_LOCKS.pop().close()
     freed = subprocess.run(_claimer("0,1", 0, timeout=5) + [str(tmp_path)], capture_output=True, text=True)
     assert freed.stdout.strip() == "0"  # released when its holder ended
-    assert wf.claim_gpu("", str(tmp_path)) is None and wf.claim_gpu(" ", str(tmp_path)) is None
+    assert jobs.claim_gpu("", str(tmp_path)) is None and jobs.claim_gpu(" ", str(tmp_path)) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -705,8 +745,8 @@ def test_notebook_structure(path):
 
 def test_figure_notebook_defaults_are_the_demo_settings():
     # Run on its own, a figure notebook draws exactly what the demo workflow draws (same files, same bytes).
-    demo = wf.validate_config(load("demo"))
-    schema = wf.load_schema()["properties"]["figures"]["properties"]
+    demo = wfconfig.validate_config(load("demo"))
+    schema = wfconfig.load_schema()["properties"]["figures"]["properties"]
     for notebook, key in FIGURE_NOTEBOOKS.items():
         defaults = notebook_defaults(notebook)
         assert defaults["profile"] == "demo" and defaults["results_dir"] == "" and defaults["figures_dir"] == ""
@@ -716,10 +756,8 @@ def test_figure_notebook_defaults_are_the_demo_settings():
 
 
 def test_run_notebook_parameters_match_runconfig():
-    from lqs_core import training
-
     run = notebook_defaults("run")
-    fields = set(training.RunConfig.field_names())
+    fields = set(spec.RunConfig.field_names())
     assert {"dataset", "scheme", "granularity", "threshold", "mode", "float_weights", "seed", "epochs"} <= fields
     assert {"config_json", "out_dir", "report_file", "threads"} <= set(run)
     assert run["dataset"] == "digits" and run["epochs"] <= 3  # tiny default

@@ -19,38 +19,38 @@ last :meth:`FixedBitQuantizer.calibrate`, which the host calls after creating or
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from lqs_core.comparators import check_bits
-from lqs_core.comparators.base import ComparatorQuantizer
 from lqs_core.granularity import scale_shape
+from lqs_core.quantizers.base import Quantizer, as_tensor
+from lqs_core.spec import check_bits
 
 
 def _qrange_t(bits):
-    bits = tf.cast(bits, tf.float32)
-    q_p = tf.pow(2.0, bits - 1.0) - 1.0
+    bits = ops.cast(bits, "float32")
+    q_p = ops.power(2.0, bits - 1.0) - 1.0
     return q_p + 1.0, q_p  # (Q_N, Q_P)
 
 
 def minmax_scale(p, bits, axes):
     """``s = max|P| / Q_P`` reduced over ``axes`` (keepdims); ``1`` where the slice is all zero."""
-    p = tf.convert_to_tensor(p)
+    p = as_tensor(p)
     _, q_p = _qrange_t(bits)
-    m = tf.reduce_max(tf.abs(p), axis=axes, keepdims=True)
-    return tf.where(m > 0, m / tf.cast(q_p, p.dtype), tf.ones_like(m))
+    m = ops.max(ops.abs(p), axis=tuple(axes), keepdims=True)
+    return ops.where(m > 0, m / ops.cast(q_p, p.dtype), ops.ones_like(m))
 
 
 def fixed_quantize(p, bits, axes):
     """``P_r = round(clip(P/s, -Q_N, Q_P)) * s`` with the min-max ``s`` (no gradient) and the STE for ``P``."""
-    p = tf.convert_to_tensor(p)
+    p = as_tensor(p)
     q_n, q_p = _qrange_t(bits)
-    s = tf.stop_gradient(minmax_scale(p, bits, axes))
-    p_r = tf.round(tf.clip_by_value(p / s, -tf.cast(q_n, p.dtype), tf.cast(q_p, p.dtype))) * s
-    return p + tf.stop_gradient(p_r - p)  # forward: P_r; backward: dL/dP = dy
+    s = ops.stop_gradient(minmax_scale(p, bits, axes))
+    p_r = ops.round(ops.clip(p / s, -ops.cast(q_n, p.dtype), ops.cast(q_p, p.dtype))) * s
+    return p + ops.stop_gradient(p_r - p)  # forward: P_r; backward: dL/dP = dy
 
 
 @keras.saving.register_keras_serializable(package="lqs")
-class FixedBitQuantizer(ComparatorQuantizer):
+class FixedBitQuantizer(Quantizer):
     """Uniform symmetric ``bits``-bit quantizer with a min-max scale recomputed at every step (module docstring).
 
     Args:
@@ -97,10 +97,10 @@ class FixedBitQuantizer(ComparatorQuantizer):
 
     def integers(self, inputs):
         """``P_q = round(clip(P / s, -Q_N, Q_P))`` (as floats) with ``s`` recomputed from ``P`` (and stored)."""
-        inputs = tf.convert_to_tensor(inputs)
+        inputs = as_tensor(inputs)
         self.calibrate(inputs)
         q_n, q_p = _qrange_t(self.bits_variable)
-        return tf.round(tf.clip_by_value(inputs / tf.convert_to_tensor(self.scale), -q_n, q_p))
+        return ops.round(ops.clip(inputs / as_tensor(self.scale), -q_n, q_p))
 
     def get_config(self):
         config = super().get_config()

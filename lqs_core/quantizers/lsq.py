@@ -21,7 +21,7 @@ Initialization (the paper's): ``s0 = 2 * mean(|v|) / sqrt(Q_P)`` over each scale
 weights by :meth:`LSQQuantizer.calibrate`. The host layer calls it right after creating the weights and again after
 loading float weights into them (:meth:`lqs_core.layers.QuantizedLayer.load_float_weights`, the "PTQ" start); a
 quantizer used on its own initializes at its first eager call. ``s`` is kept ``>= scale_min`` (a constraint).
-``round`` is round-half-to-even (TensorFlow's ``round``, as NumPy's).
+``round`` is round-half-to-even (``keras.ops.round``, as TensorFlow's and NumPy's).
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from lqs_core.comparators import check_bits, qrange
-from lqs_core.comparators.base import ComparatorQuantizer
 from lqs_core.granularity import scale_shape
-from lqs_core.quantizers import EPSILON, ScaleMin
+from lqs_core.quantizers.base import Quantizer, as_tensor, executing_eagerly, upstream_gradient
+from lqs_core.quantizers.nested import ScaleMin
+from lqs_core.spec import EPSILON, check_bits, qrange
 
 
 def lsq_grad_scale(n: int, bits: int) -> float:
@@ -45,39 +45,41 @@ def lsq_grad_scale(n: int, bits: int) -> float:
 
 def lsq_init_scale(v, bits: int, axes, scale_min: float = EPSILON):
     """``s0 = 2 * mean(|v|) / sqrt(Q_P)`` over ``axes`` (keepdims), at least ``scale_min``."""
-    v = tf.convert_to_tensor(v)
+    v = as_tensor(v)
     _, q_p = qrange(bits)
-    s0 = 2.0 * tf.reduce_mean(tf.abs(v), axis=axes, keepdims=True) / math.sqrt(q_p)
-    return tf.maximum(s0, tf.cast(scale_min, v.dtype))
+    s0 = 2.0 * ops.mean(ops.abs(v), axis=tuple(axes), keepdims=True) / math.sqrt(q_p)
+    return ops.maximum(s0, ops.cast(scale_min, v.dtype))
 
 
 def lsq_quantize(v, s, bits: int, axes, grad_scale: float):
     """``v_hat = round(clip(v/s, -Q_N, Q_P)) * s`` with LSQ's gradients (module docstring); ``axes`` are the axes
     of ``v`` one element of ``s`` spans, ``grad_scale`` is ``g``."""
     q_n, q_p = qrange(bits)
+    axes = tuple(axes)
 
-    @tf.custom_gradient
+    @ops.custom_gradient
     def _quantize(v, s):
         x = v / s
-        q = tf.round(tf.clip_by_value(x, -float(q_n), float(q_p)))
+        q = ops.round(ops.clip(x, -float(q_n), float(q_p)))
 
-        def grad(dy):
+        def grad(*args, upstream=None):
+            dy = upstream_gradient(args, upstream)
             below = x <= -q_n
             above = x >= q_p
-            inside = tf.logical_not(tf.logical_or(below, above))
-            dv = tf.where(inside, dy, tf.zeros_like(dy))
-            dvds = tf.where(below, -float(q_n) * tf.ones_like(x), tf.where(above, float(q_p) * tf.ones_like(x),
-                                                                           tf.round(x) - x))
-            ds = tf.cast(grad_scale, dy.dtype) * tf.reduce_sum(dy * dvds, axis=axes, keepdims=True)
-            return dv, tf.reshape(ds, tf.shape(s))
+            inside = ops.logical_not(ops.logical_or(below, above))
+            dv = ops.where(inside, dy, ops.zeros_like(dy))
+            dvds = ops.where(below, -float(q_n) * ops.ones_like(x), ops.where(above, float(q_p) * ops.ones_like(x),
+                                                                             ops.round(x) - x))
+            ds = ops.cast(grad_scale, dy.dtype) * ops.sum(dy * dvds, axis=axes, keepdims=True)
+            return dv, ops.reshape(ds, ops.shape(s))
 
         return q * s, grad
 
-    return _quantize(tf.convert_to_tensor(v), tf.convert_to_tensor(s))
+    return _quantize(as_tensor(v), as_tensor(s))
 
 
 @keras.saving.register_keras_serializable(package="lqs")
-class LSQQuantizer(ComparatorQuantizer):
+class LSQQuantizer(Quantizer):
     """Learned-step-size quantizer (module docstring): one trainable variable, the step ``scale``.
 
     Args:
@@ -88,19 +90,22 @@ class LSQQuantizer(ComparatorQuantizer):
         scale_min: lower bound of the step (default float32 eps).
     """
 
-    OPTIONS = {"bits": 8}
+    OPTIONS = {"bits": 8, "scale_min": EPSILON}
 
     def __init__(self, bits: int = 8, granularity: str = "scalar", axis=None, scale_min: float = EPSILON, **kwargs):
         super().__init__(granularity=granularity, axis=axis, **kwargs)
-        self.bits = check_bits(bits)
-        self.scale_min = float(scale_min)
-        if not self.scale_min > 0:
-            raise ValueError(f"scale_min must be > 0, got {scale_min!r}.")
+        options = self._check_options({"bits": bits, "scale_min": scale_min})
+        self.bits = options["bits"]
+        self.scale_min = options["scale_min"]
         self._initialized = False
 
     @classmethod
     def _check_options(cls, options):
-        return {"bits": check_bits(options["bits"])}
+        scale_min = options["scale_min"]
+        if isinstance(scale_min, bool) or not isinstance(scale_min, (int, float)) or not math.isfinite(scale_min) \
+                or scale_min <= 0:
+            raise ValueError(f"scale_min must be a finite number > 0, got {scale_min!r}.")
+        return {"bits": check_bits(options["bits"]), "scale_min": float(scale_min)}
 
     def build(self, input_shape):
         shape = self._build_axes(input_shape)
@@ -123,15 +128,15 @@ class LSQQuantizer(ComparatorQuantizer):
         self._initialized = True
 
     def call(self, inputs):
-        if not self._initialized and tf.executing_eagerly():
+        if not self._initialized and executing_eagerly(inputs):
             self.calibrate(inputs)
         return lsq_quantize(inputs, self.scale, self.bits, self.slice_axes, self.grad_scale)
 
     def integers(self, inputs):
         """``round(clip(v / s, -Q_N, Q_P))`` (as floats) with the learned step."""
         q_n, q_p = qrange(self.bits)
-        x = tf.convert_to_tensor(inputs) / tf.convert_to_tensor(self.scale)
-        return tf.round(tf.clip_by_value(x, -float(q_n), float(q_p)))
+        x = as_tensor(inputs) / as_tensor(self.scale)
+        return ops.round(ops.clip(x, -float(q_n), float(q_p)))
 
     def get_config(self):
         config = super().get_config()

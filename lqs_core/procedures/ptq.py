@@ -2,13 +2,13 @@
 
 :func:`ptq_quantize` builds the quantized twin of a float model — every Dense / Conv2D layer that the network
 quantizes (:func:`lqs_core.models.twin_layer_names`, or ``layers=``) becomes a :class:`~lqs_core.layers.QDense` /
-:class:`~lqs_core.layers.QConv2D` with :class:`~lqs_core.comparators.fixed.FixedBitQuantizer` s, everything else is
+:class:`~lqs_core.layers.QConv2D` with :class:`~lqs_core.quantizers.FixedBitQuantizer` s, everything else is
 cloned — and copies all float weights into it (:func:`lqs_core.models.transfer_float_weights`). Per parameter::
 
     s   = max|P| / Q_P                 # per tensor (per_channel=False) or per output channel (per_channel=True)
     P_q = round(clip(P / s, -Q_N, Q_P)),   P_r = P_q * s
 
-with ``Q_N = 2^(b-1)``, ``Q_P = 2^(b-1) - 1``; biases always get one scale. The SPEC's sweep uses
+with ``Q_N = 2^(b-1)``, ``Q_P = 2^(b-1) - 1``; biases always get one scale. The thesis' comparison sweep uses
 ``b in {2, 3, 4, 8}``; any ``b`` in 2..8 is accepted. The model is compiled (sparse categorical cross-entropy,
 accuracy) so ``model.evaluate`` gives the PTQ accuracy directly, and :func:`lqs_core.metrics.report` its sizes.
 """
@@ -19,8 +19,10 @@ from typing import Iterable, Optional
 
 import keras
 
-from lqs_core.comparators import check_bits
 from lqs_core.granularity import validate_granularity
+from lqs_core.layers import QConv2D, QDense, quantized_params
+from lqs_core.models import transfer_float_weights, twin_layer_names
+from lqs_core.spec import check_bits
 
 
 def ptq_quantize(float_model, bits: int, per_channel: bool = False, *, granularity: Optional[str] = None,
@@ -35,15 +37,12 @@ def ptq_quantize(float_model, bits: int, per_channel: bool = False, *, granulari
         layers: names of the layers to quantize (default :func:`lqs_core.models.twin_layer_names`).
         compile: compile with sparse categorical cross-entropy and accuracy (for ``model.evaluate``).
     """
-    from lqs_core.layers import QConv2D, QDense, quantized_params
-    from lqs_core.models import transfer_float_weights, twin_layer_names
-
     bits = check_bits(bits)
     granularity = validate_granularity(granularity or ("outputwise" if per_channel else "scalar"))
     if quantized_params(float_model):
         raise ValueError("ptq_quantize needs a float model; this one already has quantized layers.")
     names = set(twin_layer_names(float_model) if layers is None else layers)
-    spec = {"method": "fixed", "bits": bits}
+    spec = {"method": "fixed", "bits": bits, "granularity": granularity}
     converted = []
 
     def clone(layer):
@@ -53,7 +52,7 @@ def ptq_quantize(float_model, bits: int, per_channel: bool = False, *, granulari
             cls._check_float_config(config)
             kwargs = {k: config[k] for k in cls._FLOAT_CONFIG_KEYS}
             converted.append(layer.name)
-            return cls(**kwargs, granularity=granularity, quantizer=spec)
+            return cls(**kwargs, kernel_quantizer=spec)
         return layer.__class__.from_config(layer.get_config())
 
     model = keras.models.clone_model(float_model, clone_function=clone)

@@ -21,8 +21,8 @@ layers, the paper's "AVG bits") are ``<= target_mean_bits`` if given (Algorithm 
 the fewer bits (the later iteration). No fine-tuning happens between iterations (as in Algorithm 2);
 :func:`lqs_core.training.train` can fine-tune the chosen configuration afterwards.
 
-A layer's bit width covers its kernel and its bias. The bits live in the quantizers' variables and in the host
-layers' ``quantizer`` config (:func:`set_layer_bits`), so the chosen configuration is saved with the model.
+A layer's bit width covers its kernel and its bias. The bits live in the quantizers' variables and configs
+(:func:`set_layer_bits`), which the host layers save, so the chosen configuration is saved with the model.
 """
 
 from __future__ import annotations
@@ -35,7 +35,9 @@ import keras
 import numpy as np
 import pandas as pd
 
-from lqs_core.comparators import check_bits
+from lqs_core.layers import quantized_params
+from lqs_core.quantizers.fixed import FixedBitQuantizer
+from lqs_core.spec import check_bits
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -88,8 +90,6 @@ def imprint_accuracy(embeddings, labels, eval_embeddings=None, eval_labels=None,
 
 
 def _hosts(model):
-    from lqs_core.layers import quantized_params
-
     hosts = []
     for _, layer, *_ in quantized_params(model):
         if layer not in hosts:
@@ -126,17 +126,14 @@ def layer_accuracies(model, x, y, embedding_length: int = 1024, batch_size: int 
 
 
 def set_layer_bits(layer, bits: int):
-    """Set every fixed-bit quantizer of host ``layer`` (kernel and bias) to ``bits`` and record it in the host's
-    ``quantizer`` config (so it is saved)."""
-    from lqs_core.comparators.fixed import FixedBitQuantizer
-
+    """Set every fixed-bit quantizer of host ``layer`` (kernel and bias) to ``bits`` (their configs, which the host
+    saves, follow)."""
     bits = check_bits(bits)
     quantizers = [q for _, _, q in layer.quantized_params()]
     if not quantizers or not all(isinstance(q, FixedBitQuantizer) for q in quantizers):
         raise ValueError(f"{layer.name!r}: layer bits can only be set on fixed-bit quantizers (quantizer='fixed').")
     for q in quantizers:
         q.set_bits(bits)
-    layer.quantizer = {**layer.quantizer, "bits": bits}
 
 
 def layer_bits(model) -> Dict[str, int]:

@@ -1,11 +1,11 @@
-"""The nested quantization layer with a learned scale and the ratio-threshold gradient (SPEC §1).
+"""The nested quantization layer with a learned scale and the ratio-threshold gradient (docs/method.md §1).
 
 Forward, for a parameter ``P`` and its scale ``s`` (shape from :mod:`lqs_core.granularity`)::
 
     P_q = floor(P / s)        # integer-valued float tensor (``rounding="round"`` uses round instead)
     P_r = P_q * s             # what the host layer uses in place of P
 
-Backward (one ``tf.custom_gradient``), with ``dy = dL/dP_r``:
+Backward (one ``keras.ops.custom_gradient``), with ``dy = dL/dP_r``:
 
 * ``dL/dP = dy`` (straight-through estimator, no clipping);
 * ``dL/ds_k = g_k * m_k`` where, per element, ``r = |dy| / max(eps, |P_r|)`` and
@@ -14,7 +14,8 @@ Backward (one ``tf.custom_gradient``), with ``dy = dL/dP_r``:
   else ``mean_slice(g_e)``; and ``m_k = max_slice |P_q|``.
 
 So ``dL/ds <= 0``: gradient descent only grows ``s``. ``lambda = 0`` gives a zero scale gradient (the scale does not
-move), which is the mode the loss-term scheme (:mod:`lqs_core.losses`) uses.
+move), which is the mode the loss-term scheme (:mod:`lqs_core.losses`) uses: there the quantizer holds
+:class:`~lqs_core.loss_terms.LossTerm` objects and adds ``Σ γ · weight · t(P, s)`` to the model's losses.
 """
 
 from __future__ import annotations
@@ -23,63 +24,64 @@ import math
 from typing import Optional
 
 import keras
-import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from lqs_core.granularity import GRANULARITIES, reduce_axes, scale_axis, scale_shape, validate_granularity
+from lqs_core import loss_terms as terms_lib
+from lqs_core.granularity import scale_shape
+from lqs_core.quantizers.base import Quantizer, as_tensor, upstream_gradient
+from lqs_core.spec import DEFAULT_SCALE, EPSILON
 
-#: float32 machine epsilon; replaces ``P_r`` where ``P_r == 0`` in the ratio ``r``.
-EPSILON = float(np.finfo(np.float32).eps)
-#: Default scale initial value and lower bound: ``100 * float32 eps ≈ 1.19e-5`` (SPEC §1.3).
-DEFAULT_SCALE = 100 * EPSILON
 ROUNDINGS = ("floor", "round")
 
 
 def _round(x, rounding: str):
-    return tf.floor(x) if rounding == "floor" else tf.round(x)
+    return ops.floor(x) if rounding == "floor" else ops.round(x)  # ops.round: half to even, as tf.round
 
 
-def ratio_threshold_scale_gradient(dy, p_r, p_q, threshold: float, axes: list):
-    """``dL/ds`` of SPEC §1.1, reduced over ``axes`` (the slice of each scale element), keepdims.
+def ratio_threshold_scale_gradient(dy, p_r, p_q, threshold: float, axes):
+    """``dL/ds`` of docs/method.md §1.1, reduced over ``axes`` (the slice of each scale element), keepdims.
 
     ``r = |dy| / max(eps, |P_r|)``; ``g_e = -tanh(lambda - r)`` where ``r < lambda`` else 0;
     ``g_k = -tanh(lambda)`` if all ``r >= lambda`` in the slice else ``mean(g_e)``; ``dL/ds_k = g_k * max|P_q|``.
+    (``keras.ops``; on TensorFlow the same kernels in the same order as lqs' earlier ``tf.*`` code.)
     """
-    lam = tf.cast(threshold, dy.dtype)
-    # SPEC §1.1: r = |dy| / max(eps, |P_r|): eps where P_r == 0, and also where 0 < |P_r| < eps (possible only with
+    axes = tuple(axes)
+    lam = ops.cast(threshold, dy.dtype)
+    # docs/method.md §1.1: r = |dy| / max(eps, |P_r|): eps where P_r == 0, and also where 0 < |P_r| < eps (possible only with
     # a custom scale_min below eps; substituting eps only at exact zeros would divide by |P_r| there).
-    ratio = tf.abs(dy) / tf.maximum(tf.abs(p_r), tf.cast(EPSILON, dy.dtype))
+    ratio = ops.abs(dy) / ops.maximum(ops.abs(p_r), ops.cast(EPSILON, dy.dtype))
     sensitive = ratio >= lam
-    element_grad = tf.where(sensitive, tf.zeros_like(ratio), -tf.tanh(lam - ratio))
-    all_sensitive = tf.reduce_all(sensitive, axis=axes, keepdims=True)
-    slice_grad = tf.where(all_sensitive, -tf.tanh(lam), tf.reduce_mean(element_grad, axis=axes, keepdims=True))
-    max_integer = tf.reduce_max(tf.abs(p_q), axis=axes, keepdims=True)
+    element_grad = ops.where(sensitive, ops.zeros_like(ratio), -ops.tanh(lam - ratio))
+    all_sensitive = ops.all(sensitive, axis=axes, keepdims=True)
+    slice_grad = ops.where(all_sensitive, -ops.tanh(lam), ops.mean(element_grad, axis=axes, keepdims=True))
+    max_integer = ops.max(ops.abs(p_q), axis=axes, keepdims=True)
     return slice_grad * max_integer
 
 
-def nested_quantize(p, s, threshold: float, axes: list, rounding: str = "floor"):
+def nested_quantize(p, s, threshold: float, axes, rounding: str = "floor"):
     """``P_r = floor(P / s) * s`` (``round`` with ``rounding="round"``), ratio-threshold scale gradient, STE for P.
 
     ``axes`` are the axes of ``P`` each scale element spans (see :func:`lqs_core.granularity.reduce_axes`).
     """
 
-    @tf.custom_gradient
+    @ops.custom_gradient
     def _quantize(p, s):
         p_q = _round(p / s, rounding)
         p_r = p_q * s
 
-        def grad(dy):
+        def grad(*args, upstream=None):
+            dy = upstream_gradient(args, upstream)
             ds = ratio_threshold_scale_gradient(dy, p_r, p_q, threshold, axes)
-            return dy, tf.reshape(ds, tf.shape(s))
+            return dy, ops.reshape(ds, ops.shape(s))
 
         return p_r, grad
 
-    return _quantize(tf.convert_to_tensor(p), tf.convert_to_tensor(s))
+    return _quantize(as_tensor(p), as_tensor(s))
 
 
 @keras.saving.register_keras_serializable(package="lqs")
 class ScaleMin(keras.constraints.Constraint):
-    """Clamp a scale after every update: ``s <- max(s, min_value)`` (SPEC §1.3)."""
+    """Clamp a scale after every update: ``s <- max(s, min_value)`` (docs/method.md §1.3)."""
 
     def __init__(self, min_value: float = DEFAULT_SCALE):
         self.min_value = float(min_value)
@@ -92,6 +94,8 @@ class ScaleMin(keras.constraints.Constraint):
 
 
 def _check_non_negative(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -102,6 +106,8 @@ def _check_non_negative(name: str, value) -> float:
 
 
 def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
     try:
         value = float(value)
     except (TypeError, ValueError):
@@ -111,9 +117,24 @@ def _check_positive(name: str, value) -> float:
     return value
 
 
+def check_options(threshold=0.0, scale_init=DEFAULT_SCALE, scale_min=DEFAULT_SCALE, rounding="floor") -> dict:
+    """The nested quantizer's options, checked (``ValueError`` naming the value and what is allowed)."""
+    out = {
+        "threshold": _check_non_negative("threshold (lambda)", threshold),
+        "scale_init": _check_positive("scale_init", scale_init),
+        "scale_min": _check_positive("scale_min", scale_min),
+        "rounding": rounding,
+    }
+    if out["scale_init"] < out["scale_min"]:
+        raise ValueError(f"scale_init={scale_init!r} is below scale_min={scale_min!r}; it must be >= scale_min.")
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"Unknown rounding {rounding!r}; allowed: {', '.join(ROUNDINGS)}.")
+    return out
+
+
 @keras.saving.register_keras_serializable(package="lqs")
-class NestedQuantizer(keras.layers.Layer):
-    """Quantize a host layer's parameter with a learned scale: ``P_r = floor(P / s) * s`` (SPEC §1).
+class NestedQuantizer(Quantizer):
+    """Quantize a host layer's parameter with a learned scale: ``P_r = floor(P / s) * s`` (docs/method.md §1).
 
     After ``build(P.shape)``, ``q(P)`` returns ``P_r`` and ``q.scale`` is the layer's only trainable variable.
 
@@ -125,7 +146,11 @@ class NestedQuantizer(keras.layers.Layer):
         scale_min: lower bound the scale is clamped to after each update (``> 0``; default ``100 * float32 eps``).
         rounding: ``"floor"`` (the thesis) or ``"round"``.
         axis: an explicit axis that keeps its own scale; overrides ``granularity``.
+        loss_terms: :class:`~lqs_core.loss_terms.LossTerm` objects (or their configs) whose penalties this
+            quantizer adds to the model's losses (the loss-term scheme; set by :func:`lqs_core.losses.attach`).
     """
+
+    OPTIONS = {"threshold": 0.0, "scale_init": DEFAULT_SCALE, "scale_min": DEFAULT_SCALE, "rounding": "floor"}
 
     def __init__(
         self,
@@ -138,24 +163,20 @@ class NestedQuantizer(keras.layers.Layer):
         loss_terms: Optional[list] = None,
         **kwargs,
     ):
-        super().__init__(**kwargs)
-        self.granularity = validate_granularity(granularity)
-        self.threshold = _check_non_negative("threshold (lambda)", threshold)
-        self.scale_init = _check_positive("scale_init", scale_init)
-        self.scale_min = _check_positive("scale_min", scale_min)
-        if self.scale_init < self.scale_min:
-            raise ValueError(f"scale_init={scale_init!r} is below scale_min={scale_min!r}; it must be >= scale_min.")
-        if rounding not in ROUNDINGS:
-            raise ValueError(f"Unknown rounding {rounding!r}; allowed: {', '.join(ROUNDINGS)}.")
-        self.rounding = rounding
-        self.axis = None if axis is None else int(axis)
-        # Loss-term scheme (lqs_core.losses): [{"term": name, "gamma": γ, "weight": #P / Σ#P}, ...]
-        self.loss_terms = [dict(t) for t in (loss_terms or [])]
+        super().__init__(granularity=granularity, axis=axis, **kwargs)
+        options = check_options(threshold, scale_init, scale_min, rounding)
+        self.threshold = options["threshold"]
+        self.scale_init = options["scale_init"]
+        self.scale_min = options["scale_min"]
+        self.rounding = options["rounding"]
+        self.loss_terms = [terms_lib.get(t) for t in (loss_terms or [])]
+
+    @classmethod
+    def _check_options(cls, options: dict) -> dict:
+        return check_options(**options)
 
     def build(self, input_shape):
-        shape = tuple(input_shape)
-        self.kept_axis = scale_axis(self.granularity, len(shape), self.axis)
-        self.slice_axes = reduce_axes(len(shape), self.kept_axis)
+        shape = self._build_axes(input_shape)
         self.scale = self.add_weight(
             name="scale",
             shape=scale_shape(shape, self.granularity, self.axis),
@@ -165,11 +186,8 @@ class NestedQuantizer(keras.layers.Layer):
         )
 
     def call(self, inputs):
-        if self.loss_terms:
-            from lqs_core.losses import term_value  # local import: losses imports this module
-
-            for t in self.loss_terms:
-                self.add_loss(t["gamma"] * t["weight"] * term_value(t["term"], inputs, self.scale, self.slice_axes))
+        for term in self.loss_terms:
+            self.add_loss(term.penalty(inputs, self.scale, self.slice_axes))
         return nested_quantize(inputs, self.scale, self.threshold, self.slice_axes, self.rounding)
 
     def integers(self, inputs):
@@ -182,21 +200,16 @@ class NestedQuantizer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            granularity=self.granularity,
             threshold=self.threshold,
             scale_init=self.scale_init,
             scale_min=self.scale_min,
             rounding=self.rounding,
-            axis=self.axis,
-            loss_terms=self.loss_terms,
+            loss_terms=[keras.saving.serialize_keras_object(t) for t in self.loss_terms],
         )
         return config
 
 
 __all__ = [
-    "DEFAULT_SCALE",
-    "EPSILON",
-    "GRANULARITIES",
     "NestedQuantizer",
     "ScaleMin",
     "nested_quantize",

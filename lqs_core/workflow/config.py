@@ -1,0 +1,256 @@
+"""Experiment profiles (``config/*.yaml``): read, check against the schema, report every problem at once.
+
+:func:`validate_config` checks a profile against ``schema.yaml`` (JSON Schema, shipped inside this package so a
+non-editable install finds it; every object closed, so a misspelt key is named) and the rules a schema cannot say:
+
+* numbers are finite: ``.nan`` / ``.inf`` are refused for λ, γ, learning rates, schedule factors, CGMQ budgets and
+  gate options, accuracy tolerances (JSON Schema's ``number`` lets them through);
+* a learning-rate schedule names each epoch once;
+* the paths of the ``report`` section stay inside the working directory (no absolute path, no ``..``);
+* every dataset has a scheme to sweep, comparator seeds are among the dataset's seeds, the histogram seed is run.
+
+Each problem names its key path, the bad value and what is allowed; :class:`ConfigError` carries them all. The
+rules of a single run (e.g. ``channelwise`` only for the convolutional networks, a layer-importance target between
+``min_bits`` and the start bits) are :class:`lqs_core.spec.RunConfig`'s: :func:`lqs_core.workflow.sweep.expand_runs`
+builds the ``RunConfig`` of every run of a profile, so a profile is checked completely before any job runs.
+
+Profiles are plain YAML data: :func:`read_yaml` refuses a file that asks Snakemake for YTE templating
+(``__use_yte__``), see ``docs/workflow.md``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import re
+from importlib import resources
+from typing import Mapping, Optional
+
+import jsonschema
+import yaml
+
+#: The schema's file inside this package (found by ``importlib.resources`` in any kind of install).
+SCHEMA_FILE = "schema.yaml"
+#: The key that makes Snakemake evaluate a YAML file as a YTE template (Python expressions).
+YTE_KEY = "__use_yte__"
+
+_FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+class ConfigError(ValueError):
+    """An invalid workflow configuration; the message names every bad key and value."""
+
+
+def load_schema() -> dict:
+    """The JSON Schema of a profile (``lqs_core/workflow/schema.yaml``)."""
+    text = resources.files(__package__).joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return yaml.safe_load(text)
+
+
+def read_yaml(path) -> object:
+    """The data of a YAML (or JSON) profile, read as plain data; :class:`ConfigError` for a YTE template."""
+    with open(path, encoding="utf-8") as f:
+        data = yaml.safe_load(f)
+    if isinstance(data, Mapping) and YTE_KEY in data:
+        raise ConfigError(
+            f"Invalid workflow config ({path}): {YTE_KEY}: {data[YTE_KEY]!r} asks Snakemake to run the file as a YTE "
+            "template (Python expressions); allowed: plain YAML data. lqs profiles are read as data by Snakemake and "
+            "by lqs_core (make figures, the report, the tests) alike, so a template would mean two different "
+            "things; use YAML anchors (&name / *name) to repeat values. (Snakemake has already evaluated the "
+            "template while reading the command line: run only config files you trust.)"
+        )
+    return data
+
+
+def load_config(path) -> dict:
+    """Read a YAML/JSON profile and validate it (see :func:`validate_config`)."""
+    return validate_config(read_yaml(path), source=f"workflow config ({path})")
+
+
+def _normalize(value):
+    """Plain dicts/lists; numeric strings (YAML reads ``1e-10`` as a string) to numbers; mapping keys to str."""
+    if isinstance(value, Mapping):
+        return {str(k): _normalize(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_normalize(v) for v in value]
+    if isinstance(value, str) and _FLOAT_RE.match(value.strip()):
+        number = float(value)
+        return int(number) if number.is_integer() and re.match(r"^[-+]?\d+$", value.strip()) else number
+    return value
+
+
+def _finite_number(checker, instance) -> bool:
+    """JSON Schema's ``number``, without NaN and ±inf (which YAML's ``.nan`` / ``.inf`` and JSON's ``NaN`` give)."""
+    return jsonschema.Draft202012Validator.TYPE_CHECKER.is_type(instance, "number") and (
+        not isinstance(instance, float) or math.isfinite(instance))
+
+
+_Validator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine("number", _finite_number),
+)
+
+
+def _key_path(parts) -> str:
+    out = []
+    for p in parts:
+        out.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p)))
+    return "".join(out) or "<top level>"
+
+
+def _resolve(node: Mapping, root: Mapping) -> Mapping:
+    while isinstance(node, Mapping) and "$ref" in node:
+        name = node["$ref"].rsplit("/", 1)[-1]
+        node = root["$defs"][name]
+    return node
+
+
+def _bounds(node: Mapping) -> str:
+    if "minimum" in node and "maximum" in node:
+        return f" in [{node['minimum']}, {node['maximum']}]"
+    parts = [f" {op} {node[key]}" for key, op in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="))
+             if key in node]
+    return "".join(parts)
+
+
+def describe_allowed(node: Mapping, root: Mapping) -> str:
+    """What a schema node allows, in words: ``a finite number >= 0``, ``an integer in [2, 8]``, ``null``, ..."""
+    node = _resolve(node, root)
+    for key in ("oneOf", "anyOf"):
+        if key in node:
+            return " or ".join(describe_allowed(branch, root) for branch in node[key])
+    if "enum" in node:
+        return "one of " + ", ".join(map(str, node["enum"]))
+    types = node.get("type")
+    types = [types] if isinstance(types, str) else list(types or [])
+    words = {"number": "a finite number", "integer": "an integer", "null": "null", "string": "a string",
+             "boolean": "true or false", "array": "a list", "object": "a mapping"}
+    return " or ".join(words.get(t, t) + (_bounds(node) if t in ("number", "integer") else "")
+                       for t in types) or "a value of the schema"
+
+
+def _message(error, root: Mapping) -> str:
+    where = _key_path(error.absolute_path)
+    value = error.instance
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where}: {value!r} is not a finite number; allowed: {describe_allowed(error.schema, root)}"
+    if error.validator == "additionalProperties":
+        allowed = sorted((error.schema.get("properties") or {}).keys())
+        extra = sorted(set(error.instance) - set(allowed))
+        if error.schema.get("patternProperties"):
+            pats = list(error.schema["patternProperties"])
+            extra = [k for k in extra if not any(re.search(p, k) for p in pats)]
+        keys = ", ".join(repr(k) for k in extra)
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"{where}: unknown key {keys}{hint}"
+    if error.validator == "enum":
+        return f"{where}: {value!r} is not one of {', '.join(map(str, error.validator_value))}"
+    if error.validator == "minimum":
+        return f"{where}: {value!r} must be >= {error.validator_value}"
+    if error.validator == "maximum":
+        return f"{where}: {value!r} must be <= {error.validator_value}"
+    if error.validator == "exclusiveMinimum":
+        return f"{where}: {value!r} must be > {error.validator_value}"
+    if error.validator == "oneOf" and error.context:
+        # Name the most specific reason (e.g. a negative λ rather than "not valid under any of the given schemas").
+        best = sorted(error.context, key=lambda e: (e.validator == "type", -len(e.absolute_path)))[0]
+        if best.validator != "type":
+            return _message(best, root)
+        return f"{where}: {value!r} is not allowed; allowed: {describe_allowed(error.schema, root)}"
+    return f"{where}: {error.message}"
+
+
+def path_problem(key: str, value, base: str, example: str = "RESULTS.md") -> Optional[str]:
+    """Why ``value`` is no relative path inside ``base`` (None if it is one)."""
+    allowed = f"allowed: a relative path inside {base} without '..' (e.g. {example!r})"
+    if not isinstance(value, str) or not value.strip():
+        return f"{key}: {value!r} is not a path; {allowed}"
+    norm = os.path.normpath(value)
+    if os.path.isabs(value) or value.startswith("~"):
+        return f"{key}: {value!r} is an absolute path; {allowed}"
+    if norm == os.pardir or norm.startswith(os.pardir + os.sep):
+        return f"{key}: {value!r} leaves {base}; {allowed}"
+    return None
+
+
+#: The paths of a config's ``report`` section: (key, where it must stay, an example).
+REPORT_PATHS = (("template", "the repository", "docs/RESULTS.template.md"), ("output", "the working directory",
+                                                                                "RESULTS.md"))
+
+
+def _cross_key_problems(config: Mapping) -> list:
+    """The rules across keys that the JSON Schema cannot express."""
+    problems = []
+    for name, spec in config.get("datasets", {}).items():
+        if not (spec.get("nested") or spec.get("loss_terms")):
+            problems.append(f"datasets.{name}: needs a 'nested' and/or a 'loss_terms' sweep")
+        schedule = (spec.get("train") or {}).get("lr_schedule") or []
+        epochs = [item[0] for item in schedule]
+        for epoch in sorted({e for e in epochs if epochs.count(e) > 1}):
+            problems.append(f"datasets.{name}.train.lr_schedule: epoch {epoch} appears {epochs.count(epoch)} times "
+                            f"in {schedule}; allowed: each epoch once (write the product of its factors)")
+        comp = spec.get("comparators") or {}
+        dseeds = spec.get("seeds", config["seeds"])
+        cseeds = comp.get("seeds")
+        if cseeds is not None and not set(cseeds) <= set(dseeds):
+            problems.append(f"datasets.{name}.comparators.seeds: {sorted(set(cseeds) - set(dseeds))} "
+                            f"not among the seeds {dseeds}")
+    fig = (config.get("figures") or {}).get("histograms") or {}
+    all_seeds = sorted({s for spec in config.get("datasets", {}).values() for s in spec.get("seeds", config["seeds"])})
+    if fig.get("seed") is not None and fig["seed"] not in all_seeds:
+        problems.append(f"figures.histograms.seed: {fig['seed']} is not one of the seeds {all_seeds}")
+    return problems
+
+
+def _path_problems(config: Mapping) -> list:
+    """The ``report`` paths that leave their folders (checked whatever else is wrong: a path is never guessed)."""
+    report = config.get("report")
+    if not isinstance(report, Mapping):
+        return []
+    problems = []
+    for key, base, example in REPORT_PATHS:
+        if isinstance(report.get(key), str):
+            problem = path_problem(f"report.{key}", report[key], base, example)
+            if problem:
+                problems.append(problem)
+    return problems
+
+
+def validate_config(config, schema: Optional[dict] = None, source: str = "workflow config") -> dict:
+    """Check ``config`` and return a normalized deep copy; raise :class:`ConfigError` naming every problem.
+
+    The JSON Schema (closed objects, enumerations of datasets, granularities, loss terms and modes, bounds of every
+    number, finite numbers only), then the rules across keys (module docstring). Defaults filled in: ``threads``
+    1, ``data_dir`` None, ``figures`` {}.
+    """
+    if config is None or not isinstance(config, Mapping):
+        raise ConfigError(f"Invalid {source}: expected a mapping of keys, got {type(config).__name__}.")
+    config = _normalize(copy.deepcopy(dict(config)))
+    schema = load_schema() if schema is None else schema
+    validator = _Validator(schema)
+    problems = sorted({_message(e, schema) for e in validator.iter_errors(config)})
+    if not problems:
+        problems = _cross_key_problems(config)
+    problems += _path_problems(config)
+    if problems:
+        raise ConfigError(f"Invalid {source}:\n  - " + "\n  - ".join(problems))
+    config.setdefault("threads", 1)
+    config.setdefault("data_dir", None)
+    config.setdefault("figures", {})
+    return config
+
+
+def granularities(dataset_spec: Mapping, scheme: str) -> list:
+    """Granularities of a dataset's ``nested`` / ``loss_terms`` sweep (its own, else the dataset's)."""
+    return list(dataset_spec[scheme].get("granularities") or dataset_spec["granularities"])
+
+
+def modes(dataset_spec: Mapping, scheme: str) -> list:
+    """Modes of a dataset's ``nested`` / ``loss_terms`` sweep (its own, else the dataset's, else ``qat``)."""
+    return list(dataset_spec[scheme].get("modes") or dataset_spec.get("modes") or ["qat"])
+
+
+def dataset_seeds(config: Mapping, dataset: str) -> list:
+    """Seeds of ``dataset``'s runs: its own ``seeds`` key, else the profile's ``seeds``."""
+    return list(config["datasets"][dataset].get("seeds", config["seeds"]))

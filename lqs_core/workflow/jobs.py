@@ -1,0 +1,193 @@
+"""What runs inside a workflow job: the notebooks' set-up, GPU claiming, the fetch step, the one-line summary.
+
+* :func:`setup` is the first call of every notebook that trains (``run.ipynb``, ``baseline.ipynb``, the tutorial):
+  it pins the CPU code path (:func:`lqs_core.provenance.pin_cpu`) before TensorFlow is imported, limits the
+  threads, claims a GPU when ``$LQS_GPUS`` says so, and imports TensorFlow with its start-up log lines kept out of
+  the notebook;
+* :func:`claim_gpu` pins a job to one free GPU of ``$LQS_GPUS`` (``profiles/gpu``);
+* the command line is what the Snakefile's rules call::
+
+      python -m lqs_core.workflow.jobs fetch mnist --marker results/quick/data/mnist.json [--data-dir DIR]
+      python -m lqs_core.workflow.jobs summary results/demo/runs/<run id>/metrics.json
+
+This module imports no TensorFlow (and nothing that does) until :func:`setup` is called.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from typing import Iterator, Mapping, Optional
+
+from lqs_core import atomic, provenance
+
+_GPU_LOCKS: list = []  # open lock files of claimed GPUs, held until the process exits
+
+
+def claim_gpu(devices: Optional[str] = None, lock_dir: Optional[str] = None, poll_seconds: float = 1.0,
+              timeout: Optional[float] = None) -> Optional[str]:
+    """Pin this process to one GPU that no other workflow job holds; return its id (None: nothing to do).
+
+    ``devices``: comma-separated GPU ids (default ``$LQS_GPUS``; unset or empty: no pinning, TensorFlow sees what
+    ``CUDA_VISIBLE_DEVICES`` says). Takes an exclusive ``flock`` on ``<lock_dir>/lqs-gpu-<id>.lock`` (default
+    ``$LQS_GPU_LOCK_DIR`` or the temp folder) of the first free id, keeps it until the process ends, and sets
+    ``CUDA_VISIBLE_DEVICES`` to that id — call it before TensorFlow touches a GPU. Snakemake's ``gpu`` resource
+    (profiles/gpu) already caps the concurrent jobs at the number of GPUs, so a free id exists; this only decides
+    which one. Waits (polling) while all are taken, up to ``timeout`` seconds (None: forever).
+    """
+    devices = os.environ.get("LQS_GPUS", "") if devices is None else devices
+    ids = [d.strip() for d in str(devices).split(",") if d.strip()]
+    if not ids:
+        return None
+    lock_dir = lock_dir or os.environ.get("LQS_GPU_LOCK_DIR") or tempfile.gettempdir()
+    os.makedirs(lock_dir, exist_ok=True)
+    start = time.monotonic()
+    while True:
+        for dev in ids:
+            handle = open(os.path.join(lock_dir, f"lqs-gpu-{dev}.lock"), "a")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                handle.close()
+                continue
+            _GPU_LOCKS.append(handle)
+            os.environ["CUDA_VISIBLE_DEVICES"] = dev
+            return dev
+        if timeout is not None and time.monotonic() - start > timeout:
+            raise TimeoutError(f"No free GPU among {ids} after {timeout} s (locks in {lock_dir}).")
+        time.sleep(poll_seconds)
+
+
+@contextmanager
+def stderr_captured() -> Iterator[list]:
+    """Send what is written to file descriptor 2 (C++ log lines too) to a temporary file while the block runs.
+
+    Yields a list that holds the captured text afterwards. If the block raises, the text is written back to
+    stderr first, so nothing that explains an error is lost.
+    """
+    captured: list = []
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        failed = False
+        try:
+            yield captured
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            text = tmp.read().decode("utf-8", "replace")
+            captured.append(text)
+            if failed and text:
+                sys.stderr.write(text)
+
+
+def setup(threads: int = 0) -> Optional[str]:
+    """Prepare this process for training; call it before anything imports TensorFlow. Returns the claimed GPU.
+
+    In this order: the CPU code path pinned (``ONEDNN_MAX_CPU_ISA``, :func:`lqs_core.provenance.pin_cpu`); with
+    ``threads`` > 0 TensorFlow and OpenMP limited to that many intra-op threads and one inter-op thread (so N jobs
+    share N cores); TensorFlow's C++ log level 2 and on-demand GPU memory unless set; a GPU of ``$LQS_GPUS``
+    claimed (:func:`claim_gpu`); TensorFlow imported with its start-up lines (absl, oneDNN) captured instead of
+    printed; its thread pools set.
+    """
+    if "tensorflow" in sys.modules:
+        warnings.warn("TensorFlow was imported before lqs_core.workflow.jobs.setup(): the CPU code path and the "
+                      "threads are whatever TensorFlow chose; call setup() first.", stacklevel=2)
+    provenance.pin_cpu()
+    if threads:
+        os.environ["TF_NUM_INTRAOP_THREADS"] = str(int(threads))
+        os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+        os.environ["OMP_NUM_THREADS"] = str(int(threads))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    gpu = claim_gpu()
+    with stderr_captured():
+        import tensorflow as tf  # the point of this function: imported after the environment above is set
+
+    if threads:
+        tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+    return gpu
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The rules' commands
+
+
+def fetch(dataset: str, data_dir: Optional[str] = None, marker: Optional[str] = None) -> str:
+    """Download (or find and verify) ``dataset`` once (:func:`lqs_core.data.fetch`); write ``marker`` (JSON:
+    dataset and path) for the workflow. Returns the verified path."""
+    from lqs_core import data  # imported here: this module stays free of the data loaders' dependencies
+
+    path = str(data.fetch(dataset, data_dir=data_dir))
+    if marker:
+        atomic.write_text(marker, json.dumps({"dataset": dataset, "path": path}) + "\n")
+    return path
+
+
+def summary_line(metrics_path) -> str:
+    """One readable line of a finished run, from its ``metrics.json``: the run's folder (its id in the workflow),
+    validation accuracy, unique integers and range (quantized runs), training seconds."""
+    with open(metrics_path, encoding="utf-8") as f:
+        metrics = json.load(f)
+    report = metrics.get("report") or {}
+    parts = [os.path.basename(os.path.dirname(os.path.abspath(metrics_path)))]
+    acc = report.get("val_accuracy")
+    parts.append(f"val acc {100 * acc:.2f}%" if isinstance(acc, (int, float)) and math.isfinite(acc)
+                 else "val acc n/a")
+    if "unique_integers" in report:
+        parts.append(f"unique {report['unique_integers']}")
+    if "int_min" in report and "int_max" in report:
+        parts.append(f"range {report['int_min']}..{report['int_max']}")
+    if isinstance(report.get("train_seconds"), (int, float)):
+        parts.append(f"{report['train_seconds']:.1f} s")
+    return " | ".join(parts)
+
+
+def papermill_options(params: Optional[Mapping]) -> str:
+    """papermill options for a notebook's parameters: ``-p name value`` for numbers, booleans and None (papermill
+    reads 1e-10, True, None back as such), ``-r`` for strings, ``-y`` with JSON for lists and mappings."""
+    opts = []
+    for name, value in sorted((params or {}).items()):
+        if isinstance(value, (list, dict)):
+            opts.append("-y " + shlex.quote(json.dumps({name: value})))
+        elif isinstance(value, str):
+            opts.append(f"-r {name} {shlex.quote(value)}")
+        else:
+            opts.append(f"-p {name} {shlex.quote(repr(value))}")
+    return " ".join(opts)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lqs_core.workflow.jobs", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("fetch", help="download (or find and verify) a dataset before any job trains on it")
+    p.add_argument("dataset")
+    p.add_argument("--data-dir", default=None, help="local dataset copies (default: $LQS_DATA_DIR, the Keras cache)")
+    p.add_argument("--marker", default=None, help="write this JSON file (dataset, path) when done")
+    p = sub.add_parser("summary", help="print the one-line summary of a finished run")
+    p.add_argument("metrics", help="the run's metrics.json")
+    args = parser.parse_args(argv)
+    if args.command == "fetch":
+        print(fetch(args.dataset, args.data_dir or None, args.marker))
+    else:
+        print(summary_line(args.metrics), flush=True)
+
+
+if __name__ == "__main__":
+    main()

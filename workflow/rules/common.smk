@@ -1,0 +1,105 @@
+# Shared set-up of the rules: the work directory's lock, the profile (validated), its runs, the jobs' environment,
+# and the helper functions of the rules.
+
+import json
+import os
+import shlex
+import sys
+
+from snakemake_interface_executor_plugins.settings import ExecMode
+
+from lqs_core import spec
+from lqs_core.workflow import config as profile
+from lqs_core.workflow import jobs, lock, sources, sweep, table
+
+REPO = workflow.basedir
+NOTEBOOKS = os.path.join(REPO, "notebooks")
+
+# Resume after a hard kill without --unlock: the main Snakemake process holds the work directory's lock for its
+# lifetime; stale Snakemake locks (left by a killed run) are removed only while no other Snakemake runs here.
+if workflow.exec_mode == ExecMode.DEFAULT:
+    lock.hold_workdir()
+
+# The default profile, unless config files are given on the command line (they replace it instead of being merged
+# into it, so `--configfile config/smoke.yaml` runs exactly the smoke sweep).
+if not workflow.overwrite_configfiles:
+
+    configfile: os.path.join(REPO, "config", "demo.yaml")
+
+
+try:
+    for _path in workflow.overwrite_configfiles:
+        profile.read_yaml(_path)  # plain YAML only: refuses a YTE template (see docs/workflow.md)
+    _files = ", ".join(map(str, workflow.overwrite_configfiles or [os.path.join("config", "demo.yaml")]))
+    SOURCE = f"workflow config ({_files})"
+    CFG = profile.validate_config(config, source=SOURCE)
+    NAME = CFG["name"]
+    RESULTS = f"results/{NAME}"
+    # Every run, each checked by lqs_core.spec.RunConfig: a run the library would refuse stops here, before any job.
+    RUNS = sweep.runs_by_id(sweep.expand_runs(CFG, results_dir=RESULTS, source=SOURCE))
+except profile.ConfigError as error:
+    raise WorkflowError(str(error)) from None
+
+FIGURES = f"figures/{NAME}"
+LOGS = f"logs/{NAME}"
+THREADS = int(CFG["threads"])
+FIGURE_OUTPUTS = sweep.figure_outputs(CFG, FIGURES)
+FETCH = sweep.needs_fetch(CFG)
+FIG_PARAMS = CFG.get("figures") or {}
+REPORT = CFG.get("report")
+# The notebook that trains a run of each kind (results/<name>/<folder>/<run id>/).
+NOTEBOOK = {sweep.FOLDERS["baseline"]: "baseline.ipynb", sweep.FOLDERS["run"]: "run.ipynb"}
+
+# The Python that runs Snakemake runs the jobs too (papermill, the fetch and summary steps), so a virtual
+# environment works without being activated (`.venv/bin/snakemake ...`, as `make reproduce` calls it).
+PYTHON = shlex.quote(sys.executable)
+# Quiet jobs: their stderr (papermill, the kernel's start-up warnings, TensorFlow's C++ log lines) goes to the job's
+# log file, the console gets Snakemake's progress and one summary line per finished run.
+JOB_ENV = "JUPYTER_PLATFORM_DIRS=1 TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0"
+PAPERMILL = f"{PYTHON} -m papermill --kernel python3 --no-progress-bar --log-level WARNING"
+# Training jobs: TensorFlow (and OpenMP) limited to the job's threads, so `--cores N` runs N single-threaded jobs
+# side by side; deterministic ops.
+TF_ENV = (f"{JOB_ENV} OMP_NUM_THREADS={{threads}} TF_NUM_INTRAOP_THREADS={{threads}} TF_NUM_INTEROP_THREADS=1 "
+          "TF_DETERMINISTIC_OPS=1")
+
+
+wildcard_constraints:
+    run="[A-Za-z0-9._+-]+",
+    dataset="|".join(spec.DATASETS),
+    folder="|".join(sweep.FOLDERS.values()),
+
+
+localrules:
+    all,
+    results,
+    fetch,
+
+
+def quiet(command, what):
+    """`command` (a shell command template) with its output in the job's log; if it fails, the console gets one line
+    naming the failed step and its log, then the log's last lines (the profiles hide Snakemake's own error blocks)."""
+    return (f"{command} > {{log:q}} 2>&1 || {{{{ status=$?; echo \"FAILED: {what} (exit $status): log: {{log}}\" >&2; "
+            "tail -n 25 {log:q} >&2; exit $status; }}")
+
+
+def fetch_marker(dataset):
+    # ancient(): stored runs are not redone because the marker is newer than them (e.g. after a git clone).
+    return [ancient(f"{RESULTS}/data/{dataset}.json")] if dataset in FETCH else []
+
+
+def run_of(wildcards):
+    run = RUNS[wildcards.run]
+    if run.folder != wildcards.folder:
+        raise WorkflowError(f"Run {run.run_id} is a {run.kind}: its folder is {RESULTS}/{run.folder}/.")
+    return run
+
+
+def train_inputs(wildcards):
+    run = run_of(wildcards)
+    inputs = fetch_marker(run.dataset)
+    if run.baseline:
+        # A ptq run (and a ptq_eval comparator) starts from its baseline's model.keras, written before its
+        # metrics.json. ancient(): not redone just because the baseline's files are newer (e.g. after a git clone);
+        # redone when the baseline itself is retrained in the same invocation.
+        inputs.append(ancient(f"{RESULTS}/{sweep.FOLDERS['baseline']}/{run.baseline}/{spec.METRICS_FILE}"))
+    return inputs

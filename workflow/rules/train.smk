@@ -1,0 +1,44 @@
+# Training: the datasets fetched once, then one job per run (float baselines and sweep points alike).
+# (GPUs: the rule requests no `gpu` resource here, since the slurm executor would then ask every job for a GPU;
+# profiles/gpu and profiles/slurm add it with `set-resources: {train: {gpu: 1}}`.)
+
+
+rule fetch:
+    # Downloads (or finds and verifies) a dataset once, before any job trains on it. Not needed for digits.
+    output:
+        f"{RESULTS}/data/{{dataset}}.json",
+    log:
+        f"{LOGS}/fetch/{{dataset}}.log",
+    params:
+        data_dir=f"--data-dir {shlex.quote(CFG['data_dir'])}" if CFG.get("data_dir") else "",
+    message:
+        "fetch {wildcards.dataset}"
+    shell:
+        quiet(f"{JOB_ENV} {PYTHON} -m lqs_core.workflow.jobs fetch {{wildcards.dataset}} {{params.data_dir}} "
+              "--marker {output:q}", "fetch {wildcards.dataset}")
+
+
+rule train:
+    # One run: a float baseline (notebooks/baseline.ipynb, once per dataset and seed; its model.keras is where the
+    # ptq runs start) or a sweep point / comparator setting (notebooks/run.ipynb; ptq_eval: the float baseline
+    # quantized, no training). The console gets the run's summary line; its logs are the .log (stderr) and the
+    # executed notebook beside it.
+    input:
+        train_inputs,
+    output:
+        metrics=f"{RESULTS}/{{folder}}/{{run}}/{spec.METRICS_FILE}",
+        history=f"{RESULTS}/{{folder}}/{{run}}/{spec.HISTORY_FILE}",
+    log:
+        f"{LOGS}/{{folder}}/{{run}}.log",
+    params:
+        config=lambda w: json.dumps(run_of(w).config, sort_keys=True),
+        out_dir=lambda w: f"{RESULTS}/{w.folder}/{w.run}",
+        notebook=lambda w: os.path.join(NOTEBOOKS, NOTEBOOK[w.folder]),
+        executed=lambda w: f"{LOGS}/{w.folder}/{w.run}.ipynb",
+    threads: THREADS
+    message:
+        "train {wildcards.run}"
+    shell:
+        quiet(f"{TF_ENV} {PAPERMILL} {{params.notebook:q}} {{params.executed:q}} -r config_json {{params.config:q}} "
+              "-r out_dir {params.out_dir:q} -p threads {threads}", "{wildcards.run}")
+        + f" && {PYTHON} -m lqs_core.workflow.jobs summary {{output.metrics:q}}"
