@@ -3,16 +3,19 @@
 #   make test        # set up .venv, run the test suite (unit tests, smoke workflow, notebooks with nbval)
 # Both create the virtual environment on first use; nothing but Python 3.11 and the package registries is needed.
 # TF=gpu installs TensorFlow with CUDA instead of the CPU-only build: `make reproduce TF=gpu`.
+# BACKEND=jax (or torch, tensorflow) runs the profile's training jobs on that Keras backend (`--config backend=...`):
+# `make reproduce BACKEND=jax` trains into results/demo-jax/ and figures/demo-jax/, beside the TensorFlow results.
 
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 TF     ?= cpu
 PROFILE ?= profiles/local
 CONFIG ?= config/demo.yaml
+BACKEND ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(TF)
 
-.PHONY: reproduce test install figures benchmark clean
+.PHONY: reproduce test install figures benchmark benchmark-backends clean
 
 install: $(STAMP)
 
@@ -30,7 +33,7 @@ $(STAMP): pyproject.toml
 	  $(BIN)/python -m pip uninstall --quiet --yes tensorflow tensorflow-cpu; \
 	fi
 	@if $(BIN)/python -m pip show lqs >/dev/null 2>&1; then $(BIN)/python -m pip uninstall --quiet --yes lqs; fi
-	$(BIN)/python -m pip install --quiet -e ".[$(TF),workflow,test]"
+	$(BIN)/python -m pip install --quiet -e ".[$(TF),jax,workflow,test]"
 	rm -f $(VENV)/.installed-*
 	touch $@
 
@@ -40,31 +43,45 @@ $(STAMP): pyproject.toml
 # goes too: Snakemake does not redo the runs behind an existing results.csv just because they are missing.
 # Resuming needs no flags, even after a `kill -9`: the runtime profiles set rerun-incomplete, and the Snakefile
 # removes Snakemake's stale directory locks when no other Snakemake runs here (lqs_core/workflow/lock.py). The
-# console shows progress and one line per finished run; each job's output is in logs/$(NAME)/.
-NAME   := $(basename $(notdir $(CONFIG)))
-STARTED := .snakemake/lqs-reproduce-$(NAME).started
+# console shows progress and one line per finished run; each job's output is in logs/<name>/.
+# The results folder's name comes from the profile (`python -m lqs_core.workflow.config output-name`): its `name`,
+# `<name>-<backend>` on another backend than TensorFlow, so BACKEND=jax never removes or retrains the TensorFlow runs.
+BACKEND_CONFIG := $(if $(BACKEND),--config backend=$(BACKEND))
 
 reproduce: $(STAMP)
-	@if [ ! -e $(STARTED) ]; then \
-	  echo "First reproduction of '$(NAME)' in this checkout: retraining every run into results/$(NAME)/"; \
-	  rm -rf results/$(NAME)/runs results/$(NAME)/baselines results/$(NAME)/results.csv; \
-	  mkdir -p .snakemake; touch $(STARTED); \
+	@name=$$($(BIN)/python -m lqs_core.workflow.config output-name $(CONFIG) $(if $(BACKEND),--backend $(BACKEND))) \
+	  || exit 2; \
+	if [ ! -e .snakemake/lqs-reproduce-$$name.started ]; then \
+	  echo "First reproduction of '$$name' in this checkout: retraining every run into results/$$name/"; \
+	  rm -rf results/$$name/runs results/$$name/baselines results/$$name/results.csv; \
+	  mkdir -p .snakemake; touch .snakemake/lqs-reproduce-$$name.started; \
 	fi
-	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG)
+	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) $(BACKEND_CONFIG)
 
+# The suite on TensorFlow (the reference backend), then the tests marked `backends` again on JAX, and on PyTorch
+# where it is installed (the `torch` extra is not part of the install above).
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg
+	KERAS_BACKEND=jax $(BIN)/python -m pytest tests -m backends -q
+	@if $(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"; then \
+	  echo "KERAS_BACKEND=torch $(BIN)/python -m pytest tests -m backends -q"; \
+	  KERAS_BACKEND=torch $(BIN)/python -m pytest tests -m backends -q; \
+	else echo "PyTorch not installed: the backends tests on torch are skipped"; fi
 
 # Tables, figures and the profile's report (RESULTS.md for quick_cpu) again from the stored results, without
 # training: only the aggregation, figure and report rules may run (a missing run is an error, not a retraining).
 FIGURE_RULES := results fig_pareto fig_curves fig_histograms table_compression fig_comparison report all
 
 figures: $(STAMP)
-	$(BIN)/snakemake --cores 2 --quiet host rules --configfile $(CONFIG) --allowed-rules $(FIGURE_RULES) \
-	  --forcerun results
+	$(BIN)/snakemake --cores 2 --quiet host rules --configfile $(CONFIG) $(BACKEND_CONFIG) \
+	  --allowed-rules $(FIGURE_RULES) --forcerun results
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py
+
+# One epoch of mnist_mlp, float and quantized, on every installed Keras backend (each in its own process).
+benchmark-backends: $(STAMP)
+	$(BIN)/python benchmarks/step_overhead.py --backends
 
 clean:
 	rm -rf $(VENV) .snakemake .pytest_cache

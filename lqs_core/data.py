@@ -1087,10 +1087,10 @@ def load(
 
     ``train`` is shuffled with ``seed`` (reshuffled each epoch; same seed -> same batch order on the same
     machine and, for tf.data, TensorFlow global-seed state), ``val`` is not shuffled; both yield float32 raw
-    pixels and int32 labels (tf.data: prefetched). ``max_train`` / ``max_val`` keep the first N examples of a permutation
-    seeded with ``seed`` (quick profiles). ``augment=None`` uses the dataset default: only Imagenette augments
-    (resize 256 -> random crop 224 -> random horizontal flip -> brightness +-0.2 -> saturation 0.8-1.2 ->
-    clip 0..255; validation: resize 224). ``image_size`` (Imagenette only) replaces 224, the resize before
+    pixels and int32 labels (tf.data: prefetched). ``max_train`` / ``max_val`` keep the first N examples of a
+    permutation seeded with ``seed`` (quick profiles). ``augment=None`` uses the dataset default: only Imagenette
+    augments (resize 256 -> random crop 224 -> random horizontal flip -> brightness +-0.2 -> saturation 0.8-1.2
+    -> clip 0..255; validation: resize 224). ``image_size`` (Imagenette only) replaces 224, the resize before
     the crop becomes ``round(image_size * 8 / 7)``. Every argument is checked before any file is read.
     """
     name = _check_name(name)

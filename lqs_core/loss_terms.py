@@ -20,12 +20,11 @@ quantizer of a model its terms with the right weights.
 
 from __future__ import annotations
 
-import math
 
 import keras
 from keras import ops
 
-from lqs_core.spec import TERMS
+from lqs_core.spec import TERMS, check_number
 
 
 def _as_tensor(x):
@@ -88,18 +87,6 @@ def term_value(term: str, p, s, axes):
     return TERM_FUNCTIONS[term](p, ops.cast(_as_tensor(s), p.dtype), axes)
 
 
-def _check_rate(name: str, value) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number >= 0, got {value!r}.") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return value
-
-
 class LossTerm:
     """A loss term with penalty rate ``gamma >= 0`` and the ``weight`` of the parameter it is attached to
     (``#(P) / Σ#(P)``; 1 until :func:`lqs_core.losses.attach` sets it)."""
@@ -107,8 +94,8 @@ class LossTerm:
     term = ""
 
     def __init__(self, gamma: float, weight: float = 1.0):
-        self.gamma = _check_rate("gamma (penalty rate)", gamma)
-        self.weight = _check_rate("weight", weight)
+        self.gamma = check_number("gamma (penalty rate)", gamma)
+        self.weight = check_number("weight", weight)
 
     def value(self, p, s, axes):
         """``t(P, s)`` of this term."""

@@ -72,26 +72,31 @@ def _version(module: str) -> Optional[str]:
 
 
 def determinism() -> dict:
-    """The determinism switches in force, for each backend module this process has imported (nothing is imported
-    here): ``tensorflow_op_determinism`` (``tf.config.experimental.enable_op_determinism``),
-    ``torch_deterministic_algorithms`` (``torch.use_deterministic_algorithms``; ``"warn_only"`` when it only warns),
+    """The determinism switches in force for Keras' backend (before Keras is imported: for each backend module this
+    process has imported; nothing is imported here): ``tensorflow_op_determinism``
+    (``tf.config.experimental.enable_op_determinism``), ``torch_deterministic_algorithms`` (``torch.use_deterministic_algorithms``; ``"warn_only"`` when it only warns),
     ``jax_platform`` (XLA on the CPU is deterministic; on a GPU it needs ``XLA_FLAGS`` with
     ``--xla_gpu_deterministic_ops=true``, recorded under ``pinning``)."""
     out = {}
-    if sys.modules.get("tensorflow") is not None:
+    keras = sys.modules.get("keras")
+    try:
+        backend = keras.backend.backend() if keras is not None else None
+    except AttributeError:  # Keras half-imported
+        backend = None
+    if backend in (None, "tensorflow") and sys.modules.get("tensorflow") is not None:
         try:
             from tensorflow.python.framework import config as tf_config
 
             out["tensorflow_op_determinism"] = bool(tf_config.is_op_determinism_enabled())
         except (ImportError, AttributeError):
             pass
-    torch = sys.modules.get("torch")
+    torch = sys.modules.get("torch") if backend in (None, "torch") else None
     if torch is not None and hasattr(torch, "are_deterministic_algorithms_enabled"):
         enabled = bool(torch.are_deterministic_algorithms_enabled())
         if enabled and torch.is_deterministic_algorithms_warn_only_enabled():
             enabled = "warn_only"
         out["torch_deterministic_algorithms"] = enabled
-    jax = sys.modules.get("jax")
+    jax = sys.modules.get("jax") if backend in (None, "jax") else None
     if jax is not None and hasattr(jax, "default_backend"):
         try:
             out["jax_platform"] = str(jax.default_backend())

@@ -9,7 +9,10 @@ author's layer). Nothing is trained. The workflow's ``report`` rule calls
 
 which renders the template named in the config's ``report`` section (a path inside the repository, ``--repo``) into
 its ``output`` (a path inside the working directory, ``--root``). An unknown placeholder is an error, so the
-template and the code cannot drift apart silently.
+template and the code cannot drift apart silently. A profile run on another Keras backend than TensorFlow
+(``backend: jax``, ``snakemake --config backend=jax``) is read from ``results/<name>-<backend>/`` and its report
+written there too (:func:`lqs_core.workflow.config.report_output`), with a note on top; the TensorFlow report (e.g.
+``RESULTS.md``) is never overwritten by it.
 """
 
 from __future__ import annotations
@@ -357,8 +360,12 @@ def render(template: str, values: Mapping[str, str]) -> str:
 
 def write_report(config: Mapping, root: str = ".", repo=None) -> str:
     """Render the template of ``config["report"]`` (a path inside the repository ``repo``, default this checkout)
-    from ``<root>/results/<name>/`` and write it atomically to ``<root>/<output>``; returns that path. The time
-    estimates are for the profiles :data:`ESTIMATED_PROFILES` (``<repo>/config/<name>.yaml``)."""
+    from ``<root>/results/<output name>/`` and write it atomically to ``<root>/<output>``; returns that path. The
+    output name is the profile's ``name``, ``<name>-<backend>`` for runs on another Keras backend, whose report goes
+    into that results folder (:func:`lqs_core.workflow.config.output_name`, :func:`~lqs_core.workflow.config.
+    report_output`). Besides :func:`report_values` the template may use ``{{backend}}``, ``{{results_dir}}`` and
+    ``{{figures_dir}}``. The time estimates are for the profiles :data:`ESTIMATED_PROFILES`
+    (``<repo>/config/<name>.yaml``)."""
     spec = config.get("report")
     if not spec:
         raise ReportError(f"The config '{config.get('name')}' has no 'report' section (template, output).")
@@ -367,15 +374,25 @@ def write_report(config: Mapping, root: str = ".", repo=None) -> str:
         problem = wfconfig.path_problem(f"report.{key}", spec.get(key), base, example)
         if problem:
             raise ReportError(problem)
-    results_dir = os.path.join(root, "results", config["name"])
+    name = wfconfig.output_name(config)
+    results_dir = os.path.join(root, "results", name)
     results = table.read_results(results_dir)
     config_dir = os.path.join(repo, "config")
     profiles = {name: wfconfig.load_config(os.path.join(config_dir, f"{name}.yaml")) for name in ESTIMATED_PROFILES
                 if os.path.exists(os.path.join(config_dir, f"{name}.yaml"))}
     with open(os.path.join(repo, spec["template"]), encoding="utf-8") as f:
         template = f.read()
-    text = render(template, report_values(results, results_dir, profiles))
-    return table.write_text_atomic(os.path.join(root, spec["output"]), text)
+    values = report_values(results, results_dir, profiles)
+    backends = table.backends(results)
+    values.update(backend=", ".join(backends), results_dir=f"results/{name}", figures_dir=f"figures/{name}")
+    text = render(template, values)
+    if name != config["name"]:  # the template's words are the TensorFlow profile's: a note under the title
+        note = (f"> Rendered from `results/{name}/` (Keras backend: {', '.join(backends)}), figures in "
+                f"`figures/{name}/`; where the text below names `results/{config['name']}/` or "
+                f"`figures/{config['name']}/`, those are the TensorFlow runs of the same profile.\n\n")
+        title, sep, rest = text.partition("\n\n") if text.startswith("#") else ("", "", text)
+        text = f"{title}{sep}{note}{rest}"
+    return table.write_text_atomic(os.path.join(root, wfconfig.report_output(config)), text)
 
 
 def main(argv=None) -> None:

@@ -107,6 +107,19 @@ def _number(name: str, value, *, positive: bool = False, allow_zero: bool = True
     return value
 
 
+def check_number(name: str, value, positive: bool = False) -> float:
+    """``value`` as a finite float ``>= 0`` (``> 0`` with ``positive``), else ``ValueError`` naming ``name``, the value
+    and what is allowed (booleans are refused)."""
+    bound = "> 0" if positive else ">= 0"
+    try:
+        number = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}.")
+    return number
+
+
 def check_bits(bits, name: str = "bits", low: int = BITS_MIN, high: int = BITS_MAX) -> int:
     """``bits`` as an int in ``[low, high]`` (default 2..8), else ``ValueError`` naming ``name``."""
     if isinstance(bits, bool):

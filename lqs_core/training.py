@@ -84,7 +84,6 @@ Files of a saved run: :mod:`lqs_core.results`.
 from __future__ import annotations
 
 import importlib.util
-import math
 import os
 import tempfile
 import time

@@ -89,7 +89,20 @@ def test_lsq_step_gradient_matches_closed_form(granularity, bits):
     np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(gv, dy * inside)  # STE inside the range, 0 where clipped
     np.testing.assert_allclose(gs, g * (dy * dvds).sum(axis=axes, keepdims=True), rtol=1e-5, atol=1e-7)
-    np.testing.assert_array_equal(q.integers(v), np.round(np.clip(v / s, -_qrange(bits)[0], q_p)))
+    np.testing.assert_array_equal(to_numpy(q.integers(v)), np.round(np.clip(v / s, -_qrange(bits)[0], q_p)))
+
+
+@pytest.mark.backends
+def test_lsq_standalone_initializes_at_its_first_eager_call_only():
+    v = np.random.default_rng(0).normal(size=(6, 5)).astype(np.float32)
+    q = LSQQuantizer(bits=4)
+    q.build(v.shape)
+    q(v)  # eager: s0 = 2 mean|v| / sqrt(Q_P)
+    np.testing.assert_allclose(q.scale.numpy(), 2 * np.abs(v).mean() / math.sqrt(7), rtol=1e-5)
+    symbolic = LSQQuantizer(bits=4)
+    symbolic.build((6, 5))
+    symbolic(keras.Input((5,), batch_size=6))  # Keras' shape inference (graph, tracer or meta tensor): no init
+    assert not symbolic._initialized and float(symbolic.scale.numpy().ravel()[0]) == 1.0
 
 
 @pytest.mark.backends
@@ -124,7 +137,7 @@ def test_fixed_bit_quantizer_matches_numpy(granularity, axes, bits):
     m = np.abs(p).max(axis=axes, keepdims=True)
     s = np.where(m > 0, m / np.float32(q_p), 1.0).astype(np.float32)
     ints = np.round(np.clip(p / s, -q_n, q_p))
-    np.testing.assert_array_equal(q.integers(p), ints)
+    np.testing.assert_array_equal(to_numpy(q.integers(p)), ints)
     np.testing.assert_allclose(q.scale.numpy(), s, rtol=1e-7)
     assert np.abs(ints).max() == q_p
     out = to_numpy(q(tensor(p)))

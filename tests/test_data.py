@@ -1,5 +1,7 @@
 """Tests for lqs_core.data: digits, argument checks, content verification, safe parsing, offline behaviour,
-the manifest and data/ folder, real shared copies, Imagenette."""
+the manifest and data/ folder, real shared copies, Imagenette; the pipelines on every Keras backend (marker
+``backends``: tf.data on TensorFlow, NumPy batches on JAX and PyTorch) and the NumPy augmentation against
+TensorFlow's image ops."""
 
 import hashlib
 import json
@@ -56,7 +58,7 @@ def _offline_get_file(*args, **kwargs):
 
 
 def _labels(ds):
-    return np.concatenate([y.numpy() for _, y in ds])
+    return np.concatenate([np.asarray(y) for _, y in ds])  # tf.data (EagerTensor) or NumPy batches
 
 
 def _fake_mnist(path: Path, seed=0, n_train=12, n_test=5):
@@ -95,6 +97,7 @@ def test_digits_arrays_shapes_split_and_determinism():
     np.testing.assert_array_equal(y_va, y_va2)
 
 
+@pytest.mark.backends
 def test_digits_pipeline_seeded_order():
     a = data.load("digits", batch_size=64, seed=1)
     b = data.load("digits", batch_size=64, seed=1)
@@ -110,9 +113,10 @@ def test_digits_pipeline_seeded_order():
     # validation is not shuffled and equals load_arrays' split
     (_, _), (x_va, y_va) = data.load_arrays("digits")
     np.testing.assert_array_equal(_labels(a.val), y_va)
-    np.testing.assert_array_equal(np.concatenate([x.numpy() for x, _ in a.val]), x_va)
+    np.testing.assert_array_equal(np.concatenate([np.asarray(x) for x, _ in a.val]), x_va)
 
 
+@pytest.mark.backends
 def test_max_train_and_max_val():
     s = data.load("digits", batch_size=32, seed=3, max_train=100, max_val=50)
     assert (s.n_train, s.n_val) == (100, 50)
@@ -283,6 +287,7 @@ def test_bad_image_size_and_name(monkeypatch):
         assert "['/a']" in str(e.value)
 
 
+@pytest.mark.backends
 def test_valid_argument_forms_still_work():
     s = data.load("digits", batch_size=np.int64(16), seed=np.int32(3), max_train=np.int64(20), max_val=10,
                   augment=False)
@@ -565,10 +570,11 @@ def tiny_imagenette(tmp_path):
 
 
 def _epoch(ds):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in ds])
     return np.concatenate(xs), np.concatenate(ys)
 
 
+@pytest.mark.backends
 def test_imagenette_tiny_pipeline(tiny_imagenette):
     s = data.load("imagenette", batch_size=4, seed=0, data_dir=tiny_imagenette, image_size=32)
     assert (s.name, s.input_shape, s.num_classes, s.n_train, s.n_val) == ("imagenette", (32, 32, 3), 2, 6, 4)
@@ -600,6 +606,7 @@ def test_imagenette_tiny_pipeline(tiny_imagenette):
     np.testing.assert_array_equal(*fingerprints)
 
 
+@pytest.mark.backends
 def test_imagenette_env_max_and_missing(tiny_imagenette, tmp_path, monkeypatch):
     monkeypatch.setenv(data.ENV_DATA_DIR, str(tiny_imagenette))
     s = data.load("imagenette", batch_size=2, image_size=16, max_train=4, max_val=1)
@@ -623,3 +630,78 @@ def test_imagenette_local_tgz_is_extracted_into_cache(tiny_imagenette, tmp_path,
     assert root == tmp_path / "keras_home" / "datasets" / "imagenette2-160_extracted" / "imagenette2-160"
     assert data.load("imagenette", data_dir=user, image_size=16).n_train == 6
     assert tgz.read_bytes() == before
+
+
+# --------------------------------------------------------------------------------------------------
+# The NumPy pipelines (JAX / PyTorch) on any backend, and their image ops against TensorFlow's
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.backends
+def test_pipeline_kind_follows_the_backend():
+    import keras
+
+    s = data.load("digits", batch_size=100, seed=0)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        assert isinstance(s.train, tf.data.Dataset) and isinstance(s.val, tf.data.Dataset)
+    else:
+        assert isinstance(s.train, keras.utils.PyDataset) and isinstance(s.val, keras.utils.PyDataset)
+        assert len(s.train) == 15 and len(s.val) == 4  # ceil(1437 / 100), ceil(360 / 100)
+
+
+@pytest.mark.backends
+def test_numpy_batches_seeded_per_epoch():
+    ArrayBatches = data._batch_classes()["ArrayBatches"]
+    x = np.arange(50, dtype=np.uint8).reshape(50, 1)
+    y = np.arange(50)
+
+    def epochs(ds, n=3):
+        return [np.concatenate([b[1] for b in ds]) for _ in range(n)]
+
+    a, b = epochs(ArrayBatches(x, y, 8, seed=5, shuffle=True)), epochs(ArrayBatches(x, y, 8, seed=5, shuffle=True))
+    for e in range(3):
+        np.testing.assert_array_equal(a[e], b[e])  # same seed -> same order, epoch by epoch
+        assert sorted(a[e].tolist()) == list(range(50))  # every example once per epoch
+    assert not np.array_equal(a[0], a[1]) and not np.array_equal(a[1], a[2])  # reshuffled each epoch
+    assert not np.array_equal(a[0], epochs(ArrayBatches(x, y, 8, seed=6, shuffle=True), 1)[0])
+    ds = ArrayBatches(x, y, 8, seed=5, shuffle=True)
+    xb, yb = ds[0]
+    assert xb.dtype == np.float32 and yb.dtype == np.int32 and xb.shape == (8, 1) and len(ds) == 7
+    np.testing.assert_array_equal(xb[:, 0], yb)
+    assert len(ds[6][1]) == 2  # the last batch holds the rest
+    with pytest.raises(IndexError):
+        ds[7]
+    ds.on_epoch_end()  # what Keras' fit calls after each epoch
+    np.testing.assert_array_equal(np.concatenate([ds[i][1] for i in range(len(ds))]), a[1])
+    val = ArrayBatches(x, y, 8, seed=5, shuffle=False)
+    for _ in range(2):
+        np.testing.assert_array_equal(np.concatenate([b[1] for b in val]), y)  # not shuffled
+
+
+def test_numpy_image_ops_match_tensorflow():
+    tf = pytest.importorskip("tensorflow")
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0, 255, (37, 53, 3)).astype(np.float32)
+    for size in ((64, 64), (20, 30), (37, 53), (5, 80)):
+        np.testing.assert_allclose(data._resize_bilinear(img, *size), tf.image.resize(img, size).numpy(),
+                                   rtol=1e-5, atol=1e-3)
+    img[0, 0] = 0.0  # black: saturation has nothing to scale
+    img[1, 1] = 77.0  # grey: s = 0 stays 0
+    for factor in (0.8, 1.0, 1.2, 3.0):
+        np.testing.assert_allclose(data._adjust_saturation(img, factor),
+                                   tf.image.adjust_saturation(img, factor).numpy(), rtol=1e-4, atol=2e-3)
+
+
+@pytest.mark.backends
+def test_numpy_augmentation_is_seeded_and_in_range():
+    rng_img = np.random.default_rng(1)
+    img = rng_img.uniform(0, 255, (40, 52, 3)).astype(np.float32)
+    a = data._augment(img, np.random.default_rng([0, 3, 0, 5]), 32, 37)
+    b = data._augment(img, np.random.default_rng([0, 3, 0, 5]), 32, 37)
+    c = data._augment(img, np.random.default_rng([0, 3, 1, 5]), 32, 37)
+    assert a.shape == (32, 32, 3) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert a.min() >= 0.0 and a.max() <= 255.0

@@ -151,7 +151,7 @@ def test_hand_computed_values(cls):
     model = tiny_dense()
     gamma = 0.01
     term = cls(gamma)
-    np.testing.assert_allclose(float(evaluate(term, model)), gamma * HAND[cls.term], rtol=1e-6)
+    np.testing.assert_allclose(float(to_numpy(evaluate(term, model))), gamma * HAND[cls.term], rtol=1e-6)
     np.testing.assert_allclose(np_l_custom(cls.term, model), HAND[cls.term], rtol=1e-6)  # the reference agrees
     attach(model, term)
     np.testing.assert_allclose(total_added_loss(model, X_TINY), gamma * HAND[cls.term], rtol=1e-6)
@@ -183,7 +183,7 @@ def test_parameter_count_weighting_over_the_model(cls):
     assert sizes == [24, 2, 54, 3, 6]
     gamma = 1e-3
     expected = gamma * np_l_custom(cls.term, model)
-    np.testing.assert_allclose(float(evaluate(cls(gamma), model)), expected, rtol=1e-5)
+    np.testing.assert_allclose(float(to_numpy(evaluate(cls(gamma), model))), expected, rtol=1e-5)
     attach(model, cls(gamma))
     for (_, layer, _, variable, quantizer), size in zip(params, sizes):
         # each quantizer holds the term object with its parameter's weight #P / sum #P (the host holds none)
@@ -210,8 +210,8 @@ def test_terms_combine_in_model_losses():
     assert len(model.losses) == 2 * 5
     expected = g1 * np_l_custom("maxbin", model) + g2 * np_l_custom("inverse", model)
     np.testing.assert_allclose(total_added_loss(model, X_MIXED), expected, rtol=1e-5)
-    np.testing.assert_allclose(float(evaluate(MaxBin(g1), model) + evaluate(Inverse(g2), model)), expected,
-                               rtol=1e-5)
+    both = evaluate(MaxBin(g1), model) + evaluate(Inverse(g2), model)
+    np.testing.assert_allclose(float(to_numpy(both)), expected, rtol=1e-5)
     # attaching again replaces the earlier terms
     attach(model, Difference(g3), ReconstructionError(g1), Inverse(g2))
     model(X_MIXED)

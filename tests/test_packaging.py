@@ -136,6 +136,7 @@ print("ok")
 """
 
 
+@pytest.mark.backends  # the registration hook, under the suite's Keras backend
 def test_import_is_light_and_registers_once_keras_is_imported(keras_file):
     modules = serializable_modules()
     assert "lqs_core.layers" in modules
@@ -160,23 +161,48 @@ def test_import_is_light_and_registers_once_keras_is_imported(keras_file):
     assert out.strip() == "ok"
 
 
-def test_missing_tensorflow_names_the_extras():
+@pytest.mark.parametrize(
+    "backend, package, extras",
+    [("tensorflow", "tensorflow", ["lqs-core[cpu]", "lqs-core[gpu]"]),
+     ("jax", "jax", ["lqs-core[jax]", "lqs-core[jax-cuda]"]),
+     ("torch", "torch", ["lqs-core[torch]"])],
+)
+def test_missing_backend_names_the_extras(backend, package, extras, monkeypatch):
+    """The configured Keras backend's package missing: importing the layers names the extra that installs it."""
+    monkeypatch.setenv("KERAS_BACKEND", backend)
     out = run_python(
-        """
+        f"""
         import sys
-        sys.modules["tensorflow"] = None  # as if TensorFlow were not installed
+        sys.modules[{package!r}] = None  # as if the backend's package were not installed
         import lqs_core, lqs_core.workflow  # still fine
+        assert lqs_core._configured_backend() == {backend!r}
         for attempt in ("from lqs_core import QDense", "import lqs_core.layers"):
             try:
                 exec(attempt)
             except ModuleNotFoundError as e:
-                assert e.name == "tensorflow" and "lqs-core[cpu]" in str(e) and "lqs-core[gpu]" in str(e), str(e)
+                assert e.name == {package!r} and all(x in str(e) for x in {extras!r}), str(e)
+                assert {backend!r} in str(e) and "KERAS_BACKEND" in str(e), str(e)
             else:
                 raise AssertionError(attempt + " did not raise")
         print("ok")
         """
     )
     assert out.strip() == "ok"
+
+
+def test_configured_backend_is_read_as_keras_reads_it(tmp_path, monkeypatch):
+    """KERAS_BACKEND, else keras.json in KERAS_HOME, else TensorFlow; without importing Keras."""
+    monkeypatch.delenv("KERAS_BACKEND", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    code = """
+        import sys, lqs_core
+        print(lqs_core._configured_backend(), "keras" in sys.modules)
+        """
+    assert run_python(code).split() == ["tensorflow", "False"]
+    (tmp_path / "keras.json").write_text('{"backend": "jax", "floatx": "float32"}', encoding="utf-8")
+    assert run_python(code).split() == ["jax", "False"]
+    monkeypatch.setenv("KERAS_BACKEND", "torch")
+    assert run_python(code).split() == ["torch", "False"]
 
 
 def test_failed_registration_warns_and_keras_still_imports(tmp_path):
@@ -199,6 +225,7 @@ def test_failed_registration_warns_and_keras_still_imports(tmp_path):
     assert out.strip() == "ok"
 
 
+@pytest.mark.backends  # the registration hook, under the suite's Keras backend
 @pytest.mark.parametrize(
     "imports",
     [

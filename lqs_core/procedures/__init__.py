@@ -39,5 +39,6 @@ __all__ = [
     "ptq_quantize",
     "select_bits",
     "set_layer_bits",
+    "set_satisfied",
     "snap_gates",
 ]

@@ -20,7 +20,6 @@ move), which is the mode the loss-term scheme (:mod:`lqs_core.losses`) uses: the
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import keras
@@ -29,7 +28,7 @@ from keras import ops
 from lqs_core import loss_terms as terms_lib
 from lqs_core.granularity import scale_shape
 from lqs_core.quantizers.base import Quantizer, as_tensor, upstream_gradient
-from lqs_core.spec import DEFAULT_SCALE, EPSILON
+from lqs_core.spec import DEFAULT_SCALE, EPSILON, check_number
 
 ROUNDINGS = ("floor", "round")
 
@@ -93,36 +92,12 @@ class ScaleMin(keras.constraints.Constraint):
         return {"min_value": self.min_value}
 
 
-def _check_non_negative(name: str, value) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a non-negative number, got {value!r}.") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}.")
-    return value
-
-
-def _check_positive(name: str, value) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-    return value
-
-
 def check_options(threshold=0.0, scale_init=DEFAULT_SCALE, scale_min=DEFAULT_SCALE, rounding="floor") -> dict:
     """The nested quantizer's options, checked (``ValueError`` naming the value and what is allowed)."""
     out = {
-        "threshold": _check_non_negative("threshold (lambda)", threshold),
-        "scale_init": _check_positive("scale_init", scale_init),
-        "scale_min": _check_positive("scale_min", scale_min),
+        "threshold": check_number("threshold (lambda)", threshold),
+        "scale_init": check_number("scale_init", scale_init, positive=True),
+        "scale_min": check_number("scale_min", scale_min, positive=True),
         "rounding": rounding,
     }
     if out["scale_init"] < out["scale_min"]:

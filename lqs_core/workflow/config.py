@@ -16,10 +16,18 @@ builds the ``RunConfig`` of every run of a profile, so a profile is checked comp
 
 Profiles are plain YAML data: :func:`read_yaml` refuses a file that asks Snakemake for YTE templating
 (``__use_yte__``), see ``docs/workflow.md``.
+
+The Keras backend of a profile's jobs is its ``backend`` key (``tensorflow``, the default; ``jax``; ``torch``), a
+dataset may have its own; :func:`output_name` is the folder name of the profile's results, figures and logs:
+``<name>`` while every run is TensorFlow, ``<name>-<backend>`` otherwise, so runs of another backend never land
+beside (or overwrite) the TensorFlow results. On the command line::
+
+    python -m lqs_core.workflow.config output-name config/demo.yaml [--backend jax]    # demo-jax
 """
 
 from __future__ import annotations
 
+import argparse
 import copy
 import math
 import os
@@ -34,6 +42,10 @@ import yaml
 SCHEMA_FILE = "schema.yaml"
 #: The key that makes Snakemake evaluate a YAML file as a YTE template (Python expressions).
 YTE_KEY = "__use_yte__"
+
+#: The Keras 3 backends a profile may choose (``backend``); the first is the default and the reference.
+BACKENDS = ("tensorflow", "jax", "torch")
+DEFAULT_BACKEND = BACKENDS[0]
 
 _FLOAT_RE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
@@ -221,8 +233,8 @@ def validate_config(config, schema: Optional[dict] = None, source: str = "workfl
     """Check ``config`` and return a normalized deep copy; raise :class:`ConfigError` naming every problem.
 
     The JSON Schema (closed objects, enumerations of datasets, granularities, loss terms and modes, bounds of every
-    number, finite numbers only), then the rules across keys (module docstring). Defaults filled in: ``threads``
-    1, ``data_dir`` None, ``figures`` {}.
+    number, finite numbers only), then the rules across keys (module docstring). Defaults filled in: ``backend``
+    ``tensorflow``, ``threads`` 1, ``data_dir`` None, ``figures`` {}.
     """
     if config is None or not isinstance(config, Mapping):
         raise ConfigError(f"Invalid {source}: expected a mapping of keys, got {type(config).__name__}.")
@@ -235,6 +247,7 @@ def validate_config(config, schema: Optional[dict] = None, source: str = "workfl
     problems += _path_problems(config)
     if problems:
         raise ConfigError(f"Invalid {source}:\n  - " + "\n  - ".join(problems))
+    config.setdefault("backend", DEFAULT_BACKEND)
     config.setdefault("threads", 1)
     config.setdefault("data_dir", None)
     config.setdefault("figures", {})
@@ -254,3 +267,59 @@ def modes(dataset_spec: Mapping, scheme: str) -> list:
 def dataset_seeds(config: Mapping, dataset: str) -> list:
     """Seeds of ``dataset``'s runs: its own ``seeds`` key, else the profile's ``seeds``."""
     return list(config["datasets"][dataset].get("seeds", config["seeds"]))
+
+
+def dataset_backend(config: Mapping, dataset: str) -> str:
+    """Keras backend of ``dataset``'s runs: its own ``backend`` key, else the profile's (default ``tensorflow``)."""
+    return str(config["datasets"][dataset].get("backend") or config.get("backend") or DEFAULT_BACKEND)
+
+
+def backends(config: Mapping) -> list:
+    """The Keras backends ``config``'s runs use, in the order of :data:`BACKENDS`."""
+    used = {dataset_backend(config, d) for d in config["datasets"]}
+    return [b for b in BACKENDS if b in used]
+
+
+def output_name(config: Mapping) -> str:
+    """The folder name of ``config``'s results, figures and logs (``results/<output name>/``, ...): its ``name``
+    while every run is TensorFlow, else ``<name>-<backend>`` with each other backend its runs use (``demo-jax``,
+    ``demo-jax-torch``). So ``results/<name>/`` only ever holds TensorFlow runs, and a run of the same profile on
+    JAX or PyTorch neither retrains nor overwrites them."""
+    others = [b for b in backends(config) if b != DEFAULT_BACKEND]
+    return "-".join([str(config["name"]), *others])
+
+
+def report_output(config: Mapping) -> Optional[str]:
+    """Where the profile's report is written (relative to the working directory; None: no report section): its
+    ``report.output`` for a TensorFlow profile, else the file of that name in the profile's own results folder
+    (``results/quick_cpu-jax/RESULTS.md``), never over the TensorFlow report."""
+    report = config.get("report")
+    if not report:
+        return None
+    name = output_name(config)
+    if name == config["name"]:
+        return str(report["output"])
+    return os.path.join("results", name, os.path.basename(os.path.normpath(str(report["output"]))))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m lqs_core.workflow.config",
+                                     description="What the workflow derives from a profile (validated first).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("output-name", help="print the folder name of the profile's results (results/<it>/)")
+    p.add_argument("configfile")
+    p.add_argument("--backend", default="", help="the backend given on the command line (snakemake --config "
+                   "backend=...); empty: the profile's own")
+    args = parser.parse_args(argv)
+    try:
+        data = read_yaml(args.configfile)
+        if args.backend and isinstance(data, Mapping):
+            data = {**data, "backend": args.backend}  # as Snakemake's --config merges it into the profile
+        config = validate_config(data, source=f"workflow config ({args.configfile})")
+    except ConfigError as error:
+        raise SystemExit(str(error)) from None
+    print(output_name(config))
+
+
+if __name__ == "__main__":
+    main()

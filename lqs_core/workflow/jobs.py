@@ -1,14 +1,15 @@
 """What runs inside a workflow job: the notebooks' set-up, GPU claiming, the fetch step, the one-line summary.
 
 * :func:`setup` is the first call of every notebook that trains (``run.ipynb``, ``baseline.ipynb``, the tutorial):
-  it pins the CPU code path (:func:`lqs_core.provenance.pin_cpu`) before TensorFlow is imported, limits the
-  threads, claims a GPU when ``$LQS_GPUS`` says so, and imports TensorFlow with its start-up log lines kept out of
-  the notebook;
+  it sets the Keras backend when asked to (the workflow sets ``KERAS_BACKEND`` in the job's environment already),
+  pins the CPU code path (:func:`lqs_core.provenance.pin_cpu`) before TensorFlow is imported, limits the threads
+  of the backend, claims a GPU when ``$LQS_GPUS`` says so, and imports TensorFlow with its start-up log lines kept
+  out of the notebook;
 * :func:`claim_gpu` pins a job to one free GPU of ``$LQS_GPUS`` (``profiles/gpu``);
 * the command line is what the Snakefile's rules call::
 
       python -m lqs_core.workflow.jobs fetch mnist --marker results/quick/data/mnist.json [--data-dir DIR]
-      python -m lqs_core.workflow.jobs summary results/demo/runs/<run id>/metrics.json
+      python -m lqs_core.workflow.jobs summary results/demo/runs/<run id>/metrics.json [--backend tensorflow]
 
 This module imports no TensorFlow (and nothing that does) until :func:`setup` is called.
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import importlib.util
 import json
 import math
 import os
@@ -96,15 +98,41 @@ def stderr_captured() -> Iterator[list]:
                 sys.stderr.write(text)
 
 
-def setup(threads: int = 0) -> Optional[str]:
-    """Prepare this process for training; call it before anything imports TensorFlow. Returns the claimed GPU.
+#: The XLA flags that keep JAX's CPU computations on the calling thread (``threads`` = 1).
+XLA_SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+BACKENDS = ("tensorflow", "jax", "torch")
 
-    In this order: the CPU code path pinned (``ONEDNN_MAX_CPU_ISA``, :func:`lqs_core.provenance.pin_cpu`); with
-    ``threads`` > 0 TensorFlow and OpenMP limited to that many intra-op threads and one inter-op thread (so N jobs
-    share N cores); TensorFlow's C++ log level 2 and on-demand GPU memory unless set; a GPU of ``$LQS_GPUS``
-    claimed (:func:`claim_gpu`); TensorFlow imported with its start-up lines (absl, oneDNN) captured instead of
-    printed; its thread pools set.
+
+def _keras_backend() -> str:
+    """The Keras backend this process uses or will use (``KERAS_BACKEND``, ``keras.json``), without importing it."""
+    from lqs_core import _configured_backend
+
+    return _configured_backend()
+
+
+def setup(threads: int = 0, backend: str = "") -> Optional[str]:
+    """Prepare this process for training; call it before anything imports Keras or TensorFlow. Returns the claimed
+    GPU.
+
+    In this order: ``backend`` (``tensorflow`` | ``jax`` | ``torch``; empty: ``KERAS_BACKEND`` as the job's
+    environment has it, which is how the workflow chooses it) set as ``KERAS_BACKEND``; the CPU code path pinned
+    (``ONEDNN_MAX_CPU_ISA``, :func:`lqs_core.provenance.pin_cpu`); with ``threads`` > 0 TensorFlow, OpenMP and
+    PyTorch limited to that many intra-op threads and one inter-op thread (so N jobs share N cores), and with
+    ``threads`` = 1 on JAX XLA's CPU thread pool off (:data:`XLA_SINGLE_THREAD_FLAGS`; XLA has no setting for 2..N
+    threads); TensorFlow's C++ log level 2 and on-demand GPU memory (TensorFlow and JAX) unless set; a GPU of ``$LQS_GPUS`` claimed
+    (:func:`claim_gpu`); TensorFlow, where it is installed, imported with its start-up lines (absl, oneDNN)
+    captured instead of printed (Keras imports it on every backend to seed it), and its thread pools set.
     """
+    if backend:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        keras = sys.modules.get("keras")
+        if keras is not None and _keras_backend() != backend:
+            raise RuntimeError(f"Keras was imported with the backend {_keras_backend()!r} before "
+                               f"lqs_core.workflow.jobs.setup(backend={backend!r}); call setup() first (or restart "
+                               "the kernel).")
+        os.environ["KERAS_BACKEND"] = backend
+    backend = _keras_backend()
     if "tensorflow" in sys.modules:
         warnings.warn("TensorFlow was imported before lqs_core.workflow.jobs.setup(): the CPU code path and the "
                       "threads are whatever TensorFlow chose; call setup() first.", stacklevel=2)
@@ -113,15 +141,29 @@ def setup(threads: int = 0) -> Optional[str]:
         os.environ["TF_NUM_INTRAOP_THREADS"] = str(int(threads))
         os.environ["TF_NUM_INTEROP_THREADS"] = "1"
         os.environ["OMP_NUM_THREADS"] = str(int(threads))
+        if backend == "jax" and int(threads) == 1 and "multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+            os.environ["XLA_FLAGS"] = " ".join(filter(None, [os.environ.get("XLA_FLAGS", ""),
+                                                             XLA_SINGLE_THREAD_FLAGS]))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX: GPU memory on demand too
     gpu = claim_gpu()
-    with stderr_captured():
-        import tensorflow as tf  # the point of this function: imported after the environment above is set
+    tf = None
+    if backend == "tensorflow" or importlib.util.find_spec("tensorflow") is not None:
+        with stderr_captured():
+            import tensorflow as tf  # the point of this function: imported after the environment above is set
 
-    if threads:
+    if threads and tf is not None:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
         tf.config.threading.set_inter_op_parallelism_threads(1)
+    if threads and backend == "torch":
+        import torch
+
+        torch.set_num_threads(int(threads))
+        try:
+            torch.set_num_interop_threads(1)
+        except RuntimeError:  # already set, or parallel work already started in this process
+            pass
     return gpu
 
 
@@ -140,11 +182,22 @@ def fetch(dataset: str, data_dir: Optional[str] = None, marker: Optional[str] = 
     return path
 
 
-def summary_line(metrics_path) -> str:
+class BackendMismatch(RuntimeError):
+    """A run's ``metrics.json`` records another Keras backend than its job was started with."""
+
+
+def summary_line(metrics_path, backend: Optional[str] = None) -> str:
     """One readable line of a finished run, from its ``metrics.json``: the run's folder (its id in the workflow),
-    validation accuracy, unique integers and range (quantized runs), training seconds."""
+    validation accuracy, unique integers and range (quantized runs), training seconds, and the Keras backend where
+    it is not TensorFlow. With ``backend``: :class:`BackendMismatch` if the run records another backend (the
+    workflow's guard against a job that ran on the wrong one)."""
     with open(metrics_path, encoding="utf-8") as f:
         metrics = json.load(f)
+    machine = metrics.get("machine")  # as lqs_core.workflow.table.run_backend reads it (this module imports no table)
+    recorded = str((machine.get("backend") if isinstance(machine, Mapping) else None) or "tensorflow")
+    if backend and recorded != backend:
+        raise BackendMismatch(f"{metrics_path}: the run was computed on the Keras backend {recorded!r}, but its job "
+                              f"was started for {backend!r} (KERAS_BACKEND); its files are not kept.")
     report = metrics.get("report") or {}
     parts = [os.path.basename(os.path.dirname(os.path.abspath(metrics_path)))]
     acc = report.get("val_accuracy")
@@ -156,6 +209,8 @@ def summary_line(metrics_path) -> str:
         parts.append(f"range {report['int_min']}..{report['int_max']}")
     if isinstance(report.get("train_seconds"), (int, float)):
         parts.append(f"{report['train_seconds']:.1f} s")
+    if recorded != "tensorflow":
+        parts.append(recorded)
     return " | ".join(parts)
 
 
@@ -182,11 +237,15 @@ def main(argv=None) -> None:
     p.add_argument("--marker", default=None, help="write this JSON file (dataset, path) when done")
     p = sub.add_parser("summary", help="print the one-line summary of a finished run")
     p.add_argument("metrics", help="the run's metrics.json")
+    p.add_argument("--backend", default=None, help="fail unless the run records this Keras backend")
     args = parser.parse_args(argv)
     if args.command == "fetch":
         print(fetch(args.dataset, args.data_dir or None, args.marker))
     else:
-        print(summary_line(args.metrics), flush=True)
+        try:
+            print(summary_line(args.metrics, args.backend), flush=True)
+        except BackendMismatch as error:
+            raise SystemExit(f"FAILED: {error}") from None
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from lqs_core import spec
 from lqs_core.workflow import names
-from lqs_core.workflow.config import ConfigError, dataset_seeds, granularities, modes, validate_config
+from lqs_core.workflow.config import (DEFAULT_BACKEND, ConfigError, dataset_backend, dataset_seeds, granularities,
+                                      modes, output_name, validate_config)
 
 #: The folder of a run's kind under ``results/<profile>/`` (and ``logs/<profile>/``).
 FOLDERS = {"baseline": "baselines", "run": "runs"}
@@ -33,7 +34,8 @@ class Run:
     the id of the float run a ``ptq`` run starts from. ``family`` is ``nested``, the loss term's name, ``float``, or
     a comparator (:data:`lqs_core.spec.COMPARATORS`); ``param`` the swept λ or γ, a comparator's bits (``cgmq``: its
     BOP budget; None for the float baseline); ``variant`` the comparator's other knobs as in the run id (``gweight``,
-    ``avg3``; None where there are none). ``mode`` is None for the baseline and ``ptq``.
+    ``avg3``; None where there are none). ``mode`` is None for the baseline and ``ptq``. ``backend`` is the Keras
+    backend the job runs on (:func:`lqs_core.workflow.config.dataset_backend`; ``KERAS_BACKEND`` of its job).
     """
 
     run_id: str
@@ -47,6 +49,7 @@ class Run:
     config: Dict[str, Any] = field(hash=False, compare=False)
     baseline: Optional[str] = None
     variant: Optional[str] = None
+    backend: str = DEFAULT_BACKEND
 
     @property
     def scheme(self) -> str:
@@ -158,17 +161,18 @@ def _points(config: Mapping, dataset: str, results_dir: str):
 def expand_runs(config: Mapping, results_dir: Optional[str] = None, source: str = "workflow config") -> List[Run]:
     """Every run of ``config`` (validated here): baselines first, then the sweep points, in a fixed order.
 
-    ``results_dir`` (default ``results/<name>``) is where the baselines live; a ``ptq`` run's ``float_weights``
-    points at its baseline's ``model.keras`` there. Raises :class:`ConfigError` for a run that
-    :class:`lqs_core.spec.RunConfig` refuses (naming the key path of its sweep, e.g.
-    ``datasets.digits.nested: granularity: 'channelwise' ...``) and for run ids that collide.
+    ``results_dir`` (default ``results/<output name>``, :func:`lqs_core.workflow.config.output_name`) is where the
+    baselines live; a ``ptq`` run's ``float_weights`` points at its baseline's ``model.keras`` there. Raises
+    :class:`ConfigError` for a run that :class:`lqs_core.spec.RunConfig` refuses (naming the key path of its sweep,
+    e.g. ``datasets.digits.nested: granularity: 'channelwise' ...``) and for run ids that collide.
     """
     config = validate_config(config, source=source)
-    results_dir = results_dir or os.path.join("results", config["name"])
+    results_dir = results_dir or os.path.join("results", output_name(config))
     baselines: List[Run] = []
     runs: List[Run] = []
     problems: List[str] = []
     for dataset in (d for d in spec.DATASETS if d in config["datasets"]):
+        backend = dataset_backend(config, dataset)
         for where, kind, family, gran, mode, param, seed, cfg, base in _points(config, dataset, results_dir):
             try:
                 run_config = spec.RunConfig.from_dict(dict(cfg))
@@ -181,7 +185,7 @@ def expand_runs(config: Mapping, results_dir: Optional[str] = None, source: str 
                 continue
             rid = spec.run_id(run_config, training_suffixes=False)
             variant = "-".join(spec.method_knobs(run_config)[1:]) or None
-            run = Run(rid, kind, dataset, family, gran, mode, param, seed, cfg, base, variant)
+            run = Run(rid, kind, dataset, family, gran, mode, param, seed, cfg, base, variant, backend)
             (baselines if kind == "baseline" else runs).append(run)
     runs = baselines + runs  # every dataset's baselines first
     if problems:

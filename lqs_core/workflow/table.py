@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 from lqs_core import atomic, spec
 from lqs_core.workflow import names
@@ -27,6 +27,11 @@ METRIC_COLUMNS = ["val_accuracy", "val_loss", "accuracy", "loss", "unique_intege
                   "int_max", "bits_unique", "bits_fixed", "zip_bytes", "float_zip_bytes", "packed_bytes",
                   "huffman_bytes", "float32_bytes", "zip_ratio", "packed_ratio"]
 PATH_COLUMNS = ["history", "integers"]
+#: The Keras backend that computed a run (``metrics.json["machine"]["backend"]``; runs stored before it was recorded
+#: are TensorFlow's). A column of the table only where a run of it is not TensorFlow's: the tables of TensorFlow
+#: profiles (``results/demo``, ``results/quick_cpu``) stay as they were, byte for byte.
+BACKEND_COLUMN = "backend"
+DEFAULT_BACKEND = "tensorflow"
 
 
 def profile_dirs(profile: str, results_dir: str = "", figures_dir: str = "") -> Tuple[str, str]:
@@ -43,10 +48,19 @@ def _cell(v):
     return json.dumps(v, sort_keys=True, separators=(",", ":"))
 
 
+def run_backend(metrics) -> str:
+    """The Keras backend a run was computed on, from its ``metrics.json`` (a dict): ``machine.backend`` as
+    :func:`lqs_core.provenance.record` wrote it, else ``tensorflow`` (runs stored before the backend was recorded)."""
+    machine = metrics.get("machine") if isinstance(metrics, Mapping) else None
+    backend = machine.get("backend") if isinstance(machine, Mapping) else None
+    return str(backend) if backend else DEFAULT_BACKEND
+
+
 def result_row(run, run_dir: str, results_dir: str) -> dict:
     """One row of the results table for a finished run (a :class:`lqs_core.workflow.sweep.Run`).
 
     The run's identity (:data:`ID_COLUMNS`; ``granularity``/``mode``/``param`` empty for the float baseline),
+    the Keras backend that computed it (:data:`BACKEND_COLUMN`, see :func:`run_backend`),
     every field of its resolved ``RunConfig`` (``metrics.json["config"]``; ``terms`` as ``term``/``gamma``,
     ``lr_schedule`` as JSON text; ``float_weights``, ``data_dir`` and ``tensorboard_dir`` left out since they
     are machine paths), every number of its final report (``metrics.json["report"]``), and the paths of its
@@ -71,6 +85,7 @@ def result_row(run, run_dir: str, results_dir: str) -> dict:
         "threshold": run.param if cfg["scheme"] == "nested" and run.family == "nested" else None,
         "term": run.family if loss_terms else None,
         "gamma": run.param if loss_terms else None,
+        BACKEND_COLUMN: run_backend(metrics),
     }
     for key, value in (metrics.get("report") or {}).items():
         row.setdefault(key, _cell(value))
@@ -89,9 +104,10 @@ def result_row(run, run_dir: str, results_dir: str) -> dict:
 def collect_results(runs: Sequence, results_dir: str, missing_ok: bool = False):
     """The tidy results table (a DataFrame): one row per finished run, sorted by kind and run id.
 
-    Columns: :data:`ID_COLUMNS`, then :data:`METRIC_COLUMNS` (where present), then the other configuration
-    fields and report numbers in alphabetical order, then the relative paths of the run's history and integer
-    files (see :func:`result_row`). A run without ``metrics.json`` raises unless ``missing_ok``.
+    Columns: :data:`ID_COLUMNS`, then ``backend`` where a run is not TensorFlow's (:data:`BACKEND_COLUMN`), then
+    :data:`METRIC_COLUMNS` (where present), then the other configuration fields and report numbers in alphabetical
+    order, then the relative paths of the run's history and integer files (see :func:`result_row`). A run without
+    ``metrics.json`` raises unless ``missing_ok``.
     """
     import pandas as pd
 
@@ -106,8 +122,10 @@ def collect_results(runs: Sequence, results_dir: str, missing_ok: bool = False):
     df = pd.DataFrame(rows)
     if df.empty:
         return pd.DataFrame(columns=ID_COLUMNS + METRIC_COLUMNS + PATH_COLUMNS)
-    rest = sorted(c for c in df.columns if c not in ID_COLUMNS + METRIC_COLUMNS + PATH_COLUMNS)
-    cols = ID_COLUMNS + [c for c in METRIC_COLUMNS if c in df.columns] + rest + PATH_COLUMNS
+    backend = [BACKEND_COLUMN] if (df[BACKEND_COLUMN] != DEFAULT_BACKEND).any() else []
+    fixed = ID_COLUMNS + [BACKEND_COLUMN] + METRIC_COLUMNS + PATH_COLUMNS
+    rest = sorted(c for c in df.columns if c not in fixed)
+    cols = ID_COLUMNS + backend + [c for c in METRIC_COLUMNS if c in df.columns] + rest + PATH_COLUMNS
     df = df.reindex(columns=cols)
     df["_k"] = (df["kind"] != "baseline").astype(int)
     return df.sort_values(["_k", "run_id"], kind="mergesort").drop(columns="_k").reset_index(drop=True)
@@ -124,7 +142,8 @@ def write_table(df, path) -> str:
 
 
 def read_results(results_dir):
-    """The results table ``<results_dir>/results.csv`` (``kind`` ``baseline`` rows are the float runs)."""
+    """The results table ``<results_dir>/results.csv`` (``kind`` ``baseline`` rows are the float runs; a table
+    without a ``backend`` column is TensorFlow's, see :func:`backends`)."""
     import pandas as pd
 
     path = os.path.join(str(results_dir), "results.csv")
@@ -134,6 +153,13 @@ def read_results(results_dir):
             "a profile's results folder (results/<name>/)."
         )
     return pd.read_csv(path)
+
+
+def backends(results) -> List[str]:
+    """The Keras backends of a results table's runs (``["tensorflow"]`` for a table without a ``backend`` column)."""
+    if BACKEND_COLUMN not in results.columns:
+        return [DEFAULT_BACKEND] if len(results) else []
+    return sorted(set(results[BACKEND_COLUMN].fillna(DEFAULT_BACKEND).astype(str)))
 
 
 def load_histories(results, results_dir):

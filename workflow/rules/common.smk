@@ -33,7 +33,9 @@ try:
     _files = ", ".join(map(str, workflow.overwrite_configfiles or [os.path.join("config", "demo.yaml")]))
     SOURCE = f"workflow config ({_files})"
     CFG = profile.validate_config(config, source=SOURCE)
-    NAME = CFG["name"]
+    # The folder name of the results, figures and logs: the profile's name for TensorFlow runs, `<name>-<backend>`
+    # where runs use another Keras backend (`--config backend=jax`: results/demo-jax/), so they never mix.
+    NAME = profile.output_name(CFG)
     RESULTS = f"results/{NAME}"
     # Every run, each checked by lqs_core.spec.RunConfig: a run the library would refuse stops here, before any job.
     RUNS = sweep.runs_by_id(sweep.expand_runs(CFG, results_dir=RESULTS, source=SOURCE))
@@ -47,6 +49,7 @@ FIGURE_OUTPUTS = sweep.figure_outputs(CFG, FIGURES)
 FETCH = sweep.needs_fetch(CFG)
 FIG_PARAMS = CFG.get("figures") or {}
 REPORT = CFG.get("report")
+REPORT_OUTPUT = profile.report_output(CFG)  # report.output; in results/<name>-<backend>/ for another backend
 # The notebook that trains a run of each kind (results/<name>/<folder>/<run id>/).
 NOTEBOOK = {sweep.FOLDERS["baseline"]: "baseline.ipynb", sweep.FOLDERS["run"]: "run.ipynb"}
 
@@ -57,10 +60,11 @@ PYTHON = shlex.quote(sys.executable)
 # log file, the console gets Snakemake's progress and one summary line per finished run.
 JOB_ENV = "JUPYTER_PLATFORM_DIRS=1 TF_CPP_MIN_LOG_LEVEL=3 PYTHONHASHSEED=0"
 PAPERMILL = f"{PYTHON} -m papermill --kernel python3 --no-progress-bar --log-level WARNING"
-# Training jobs: TensorFlow (and OpenMP) limited to the job's threads, so `--cores N` runs N single-threaded jobs
-# side by side; deterministic ops.
-TF_ENV = (f"{JOB_ENV} OMP_NUM_THREADS={{threads}} TF_NUM_INTRAOP_THREADS={{threads}} TF_NUM_INTEROP_THREADS=1 "
-          "TF_DETERMINISTIC_OPS=1")
+# Training jobs: the run's Keras backend (KERAS_BACKEND, in the job's environment before Python starts: the
+# profile's `backend` or the dataset's own; it overrides a KERAS_BACKEND of the calling shell), TensorFlow (and
+# OpenMP) limited to the job's threads, so `--cores N` runs N single-threaded jobs side by side; deterministic ops.
+TF_ENV = (f"{JOB_ENV} KERAS_BACKEND={{params.backend}} OMP_NUM_THREADS={{threads}} TF_NUM_INTRAOP_THREADS={{threads}} "
+          "TF_NUM_INTEROP_THREADS=1 TF_DETERMINISTIC_OPS=1")
 
 
 wildcard_constraints:

@@ -11,7 +11,7 @@ if REPORT:
             template=os.path.join(REPO, REPORT["template"]),
             code=sources.module_sources(["lqs_core.report"]),
         output:
-            REPORT["output"],
+            REPORT_OUTPUT,
         log:
             f"{LOGS}/report.log",
         params:

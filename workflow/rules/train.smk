@@ -21,7 +21,9 @@ rule fetch:
 rule train:
     # One run: a float baseline (notebooks/baseline.ipynb, once per dataset and seed; its model.keras is where the
     # ptq runs start) or a sweep point / comparator setting (notebooks/run.ipynb; ptq_eval: the float baseline
-    # quantized, no training). The console gets the run's summary line; its logs are the .log (stderr) and the
+    # quantized, no training). The job runs on the run's Keras backend (KERAS_BACKEND in its environment, and the
+    # notebook's `backend` parameter); the summary step fails the job (and Snakemake removes its files) if the run
+    # records another backend. The console gets the run's summary line; its logs are the .log (stderr) and the
     # executed notebook beside it.
     input:
         train_inputs,
@@ -35,10 +37,11 @@ rule train:
         out_dir=lambda w: f"{RESULTS}/{w.folder}/{w.run}",
         notebook=lambda w: os.path.join(NOTEBOOKS, NOTEBOOK[w.folder]),
         executed=lambda w: f"{LOGS}/{w.folder}/{w.run}.ipynb",
+        backend=lambda w: run_of(w).backend,
     threads: THREADS
     message:
         "train {wildcards.run}"
     shell:
         quiet(f"{TF_ENV} {PAPERMILL} {{params.notebook:q}} {{params.executed:q}} -r config_json {{params.config:q}} "
-              "-r out_dir {params.out_dir:q} -p threads {threads}", "{wildcards.run}")
-        + f" && {PYTHON} -m lqs_core.workflow.jobs summary {{output.metrics:q}}"
+              "-r out_dir {params.out_dir:q} -p threads {threads} -r backend {params.backend}", "{wildcards.run}")
+        + f" && {PYTHON} -m lqs_core.workflow.jobs summary {{output.metrics:q}} --backend {{params.backend}}"
