@@ -62,11 +62,11 @@ reproduce: $(STAMP)
 # where it is installed (the `torch` extra is not part of the install above).
 test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg
-	KERAS_BACKEND=jax $(BIN)/python -m pytest tests -m backends -q
 	@if $(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"; then \
 	  echo "KERAS_BACKEND=torch $(BIN)/python -m pytest tests -m backends -q"; \
 	  KERAS_BACKEND=torch $(BIN)/python -m pytest tests -m backends -q; \
 	else echo "PyTorch not installed: the backends tests on torch are skipped"; fi
+	KERAS_BACKEND=jax $(BIN)/python -m pytest tests -m backends -q
 
 # Tables, figures and the profile's report (RESULTS.md for quick_cpu) again from the stored results, without
 # training: only the aggregation, figure and report rules may run (a missing run is an error, not a retraining).

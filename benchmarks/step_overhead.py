@@ -178,7 +178,8 @@ def measure(x, y, jit: bool, repeats: int) -> dict:
 
 
 def machine_description() -> str:
-    return f"{platform.machine()}, {os.cpu_count()} CPU cores, {platform.system()} {platform.release()}"
+    cpu = provenance.record().get("cpu", "")
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores ({cpu}), {platform.system()} {platform.release()}"
 
 
 def main_jit(args) -> None:
