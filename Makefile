@@ -26,14 +26,16 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	@case "$(TF)" in cpu|gpu) ;; *) echo "TF must be cpu or gpu, not '$(TF)'" >&2; exit 2;; esac
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --quiet --upgrade pip > $(VENV)/install.log 2>&1 || { cat $(VENV)/install.log; exit 1; }
 	@if ls $(VENV)/.installed-* 2>/dev/null | grep -qv -- '-$(TF)$$' || \
 	    { $(BIN)/python -m pip show tensorflow >/dev/null 2>&1 && $(BIN)/python -m pip show tensorflow-cpu >/dev/null 2>&1; }; then \
 	  echo "TF=$(TF): removing the installed TensorFlow build first"; \
 	  $(BIN)/python -m pip uninstall --quiet --yes tensorflow tensorflow-cpu; \
 	fi
 	@if $(BIN)/python -m pip show lqs >/dev/null 2>&1; then $(BIN)/python -m pip uninstall --quiet --yes lqs; fi
-	$(BIN)/python -m pip install --quiet -e ".[$(TF),jax,workflow,test]"
+	@echo "Installing lqs-core[$(TF),jax,workflow,test] into $(VENV) (pip's output: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install --quiet -e ".[$(TF),jax,workflow,test]" >> $(VENV)/install.log 2>&1 || \
+	  { cat $(VENV)/install.log; echo "pip install failed (log above, also in $(VENV)/install.log)" >&2; exit 1; }
 	rm -f $(VENV)/.installed-*
 	touch $@
 

@@ -10,13 +10,17 @@ library; no Keras, no TensorFlow):
   :mod:`lqs_core.data`; the copy is checked against the content sha256 of ``lqs_core/datasets.json`` first), turn
   every image into prediction residuals (the median edge detector of LOCO-I/JPEG-LS per colour plane, then the
   green residual minus the red one and the blue minus the green, all modulo 256: exactly invertible), compress the
-  whole blob with xz (preset 9e; 133 MiB for the raw pixels, about 99 MiB for the residuals), split it into parts
-  of at most ``--part-mib`` MiB and write a manifest (``cifar10-lqs.json``: every part's size and sha256, the blob's
-  sha256, the dataset's content sha256).
+  whole blob with xz (preset 9e, about 8 minutes on one core; 133 MiB for the raw pixels, 98.8 MiB for the
+  residuals) into ``cifar10-lqs.xz`` and split it (below).
+* ``split`` (here): cut ``cifar10-lqs.xz`` into parts, by default sized so that each device call fills up to
+  64 MiB less ``--margin-mib`` with the repository (tracked and untracked-not-ignored files, measured now), its part
+  and, in call 1, the wheels of ``.whl/`` (``--parts N`` / ``--part-mib X`` for fixed sizes); writes the manifest
+  ``cifar10-lqs.json`` (every part's size and sha256, the stream's and the blob's sha256, the dataset's content
+  sha256). Run it again whenever the repository grew: no recompression.
 * ``receive`` (there, once per call): copy the parts that came with this call from the carried folder into the
   staging folder (``/tmp/lqs_parts``), check each against the manifest, say which parts are still missing.
 * ``unpack`` (there, in the training call): check every part, decompress, decode, check the content sha256 of the
-  decoded arrays, write ``<out>/cifar-10-batches-py/{data_batch_1..5,test_batch}`` (pickle protocol 2 with only
+  decoded arrays, write ``<out>/cifar-10-batches-py/{data_batch_1..5,test_batch}`` (pickle protocol 4 with only
   the globals lqs' restricted reader admits) and have :func:`lqs_core.data.fetch` verify that folder once more,
   with the project's own loader check. The training jobs then read it with ``data_dir=<out>``.
 * ``plan`` (here): the size of what travels in each call (tracked and untracked-not-ignored files + carried paths)
@@ -24,8 +28,9 @@ library; no Keras, no TensorFlow):
 
 Usage::
 
-    python gpu/cifar10_data.py pack --data-dir /work/shared/data/keras/datasets --out .gpu_data
-    python gpu/cifar10_data.py plan --parts .gpu_data --wheels .whl
+    python gpu/cifar10_data.py pack --data-dir /work/shared/data/keras/datasets     # -> .gpu_data/
+    python gpu/cifar10_data.py split        # only when the repository changed since: parts fitted to the calls
+    python gpu/cifar10_data.py plan         # MiB per call, and whether each fits
     # on the device, in each call:  python3 gpu/cifar10_data.py receive .gpu_data /tmp/lqs_parts
     # in the training call:         python3 gpu/cifar10_data.py unpack /tmp/lqs_parts /tmp/lqs_data
 """
@@ -61,8 +66,6 @@ CIFAR_DIR = "cifar-10-batches-py"
 MIB = 1 << 20
 #: What one device call may carry in all (device README, Limits).
 CALL_LIMIT = 64 * MIB
-#: Default largest part: 64 MiB minus the ~27 MiB of the repository minus headroom for its growth and the wheels.
-DEFAULT_PART_MIB = 32
 
 
 class PackError(ValueError):
@@ -150,9 +153,9 @@ def read_batches(data_dir) -> list:
 
 def write_batches(batches, out_dir) -> Path:
     """Write ``<out_dir>/cifar-10-batches-py/<name>`` python batches (dict with ``data``, ``labels``,
-    ``batch_label``; pickle protocol 2: only ``numpy._core.multiarray._reconstruct``, ``numpy.ndarray`` and
-    ``numpy.dtype`` as globals, which lqs' restricted reader admits). Files are written under a temporary name and
-    renamed."""
+    ``batch_label``; pickle protocol 4, bytes as bytes: only ``numpy._core.multiarray._reconstruct``,
+    ``numpy.ndarray`` and ``numpy.dtype`` as globals, which lqs' restricted reader admits). Files are written
+    under a temporary name and renamed."""
     root = Path(out_dir) / CIFAR_DIR
     root.mkdir(parents=True, exist_ok=True)
     for name, x, y in batches:
@@ -160,7 +163,7 @@ def write_batches(batches, out_dir) -> Path:
                    b"labels": [int(v) for v in y], b"data": np.ascontiguousarray(x, dtype=np.uint8)}
         tmp = root / f".{name}.tmp"
         with open(tmp, "wb") as f:
-            pickle.dump(payload, f, protocol=2)
+            pickle.dump(payload, f, protocol=4)
         os.replace(tmp, root / name)
     return root
 
@@ -228,23 +231,25 @@ def split(data: bytes, part_bytes: int) -> list:
     return [data[i:i + part_bytes] for i in range(0, len(data), part_bytes)] or [b""]
 
 
-def pack_blob(blob: bytes, out_dir, part_mib: float = DEFAULT_PART_MIB, preset: int = 9 | lzma.PRESET_EXTREME,
-              extra: dict | None = None) -> dict:
-    """Compress ``blob`` with xz, split into parts of at most ``part_mib`` MiB under ``out_dir``, write the
-    manifest; returns it."""
-    if not part_mib > 0:
-        raise ValueError(f"--part-mib must be > 0, got {part_mib!r}")
+XZ_FILE = "cifar10-lqs.xz"
+#: Bytes kept free in every call below the 64 MiB limit (the manifest, and growth of the repository between the
+#: split and the call).
+DEFAULT_MARGIN_MIB = 2.0
+#: ``plan``: a call fits when at least this much is left below 64 MiB.
+PLAN_SAFETY_MIB = 0.5
+#: Bytes reserved in every call for the manifest that travels with each part.
+MANIFEST_RESERVE = 16 << 10
+
+
+def compress_blob(blob: bytes, out_dir, preset: int = 9 | lzma.PRESET_EXTREME, extra: dict | None = None) -> dict:
+    """Compress ``blob`` with xz into ``<out_dir>/cifar10-lqs.xz``; returns the manifest without parts."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob(PART_PREFIX + "*"):
-        old.unlink()
     xz = lzma.compress(blob, format=lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=preset)
-    parts = []
-    for k, chunk in enumerate(split(xz, int(part_mib * MIB)), start=1):
-        name = f"{PART_PREFIX}{k:03d}"
-        (out / name).write_bytes(chunk)
-        parts.append({"file": name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
-    manifest = {
+    tmp = out / (XZ_FILE + ".tmp")
+    tmp.write_bytes(xz)
+    os.replace(tmp, out / XZ_FILE)
+    return {
         "format": 1,
         "what": "CIFAR-10 python batches, lossless residual encoding, xz, split (gpu/cifar10_data.py)",
         "encoding": ENCODING,
@@ -252,13 +257,80 @@ def pack_blob(blob: bytes, out_dir, part_mib: float = DEFAULT_PART_MIB, preset: 
         "blob_sha256": hashlib.sha256(blob).hexdigest(),
         "xz_bytes": len(xz),
         "xz_sha256": hashlib.sha256(xz).hexdigest(),
-        "parts": parts,
         **(extra or {}),
     }
+
+
+def _whole_xz(folder: Path, manifest: dict | None) -> bytes:
+    """The whole xz stream: ``cifar10-lqs.xz``, else the parts of an earlier split joined (sha256 checked)."""
+    path = folder / XZ_FILE
+    if path.is_file():
+        xz = path.read_bytes()
+    elif manifest and manifest.get("parts"):
+        check_parts(folder, manifest)
+        xz = b"".join((folder / p["file"]).read_bytes() for p in manifest["parts"])
+    else:
+        raise PackError(f"{folder}: neither {XZ_FILE} nor parts to split; run `pack` first")
+    if manifest and hashlib.sha256(xz).hexdigest() != manifest["xz_sha256"]:
+        raise PackError(f"{folder}: the xz stream does not have the manifest's sha256")
+    return xz
+
+
+def fit_sizes(total: int, base: int, wheels: int, margin: int = int(DEFAULT_MARGIN_MIB * MIB),
+              limit: int = CALL_LIMIT) -> list:
+    """Part sizes that fill each call up to ``limit - margin``: every call sends the repository (``base`` bytes),
+    the first call the wheels too; the last part is the rest."""
+    room = limit - margin - base - MANIFEST_RESERVE
+    if room - wheels <= 0:
+        raise PackError(f"the repository ({base / MIB:.1f} MiB) and the wheels ({wheels / MIB:.1f} MiB) leave no "
+                        f"room below {limit / MIB:.0f} MiB - {margin / MIB:.1f} MiB margin")
+    sizes, left = [], total
+    while left > 0:
+        size = min(left, room - (wheels if not sizes else 0))
+        sizes.append(size)
+        left -= size
+    return sizes or [0]
+
+
+def split_parts(out_dir, sizes=None, part_mib: float | None = None, parts: int | None = None) -> dict:
+    """Split the xz stream under ``out_dir`` into parts (explicit byte ``sizes``, or ``parts`` equal parts, or parts
+    of ``part_mib`` MiB) and write the manifest; no recompression. Returns the manifest."""
+    out = Path(out_dir)
+    manifest = json.loads((out / MANIFEST).read_text()) if (out / MANIFEST).is_file() else None
+    base = json.loads((out / (MANIFEST + ".base")).read_text()) if (out / (MANIFEST + ".base")).is_file() else manifest
+    if base is None:
+        raise PackError(f"{out}: no manifest; run `pack` first")
+    xz = _whole_xz(out, manifest or base)
+    if sizes is None:
+        if parts is not None:
+            if parts < 1:
+                raise ValueError(f"--parts must be >= 1, got {parts}")
+            step = -(-len(xz) // parts)
+            sizes = [min(step, len(xz) - i) for i in range(0, len(xz), step)]
+        else:
+            if not (part_mib or 0) > 0:
+                raise ValueError(f"--part-mib must be > 0, got {part_mib!r}")
+            step = int(part_mib * MIB)
+            sizes = [min(step, len(xz) - i) for i in range(0, len(xz), step)]
+    if sum(sizes) != len(xz) or any(s <= 0 for s in sizes):
+        raise ValueError(f"part sizes {sizes} do not add up to the stream's {len(xz)} bytes")
+    if not (out / XZ_FILE).is_file():  # keep the whole stream: later splits need no parts
+        (out / XZ_FILE).write_bytes(xz)
+    for old in out.glob(PART_PREFIX + "*"):
+        old.unlink()
+    entries, offset = [], 0
+    for k, size in enumerate(sizes, start=1):
+        chunk = xz[offset:offset + size]
+        offset += size
+        name = f"{PART_PREFIX}{k:03d}"
+        (out / name).write_bytes(chunk)
+        entries.append({"file": name, "bytes": len(chunk), "sha256": hashlib.sha256(chunk).hexdigest()})
+    fields = {k: v for k, v in base.items() if k != "parts"}
+    new = {**fields, "parts": entries}
     tmp = out / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    tmp.write_text(json.dumps(new, indent=2) + "\n")
     os.replace(tmp, out / MANIFEST)
-    return manifest
+    return new
 
 
 def read_manifest(folder) -> dict:
@@ -325,19 +397,31 @@ def unpack(staging, out_dir) -> Path:
     got, want = content_sha256(batches), expected_content_sha256()
     if got != want:
         raise PackError(f"decoded CIFAR-10 has content sha256 {got}, lqs_core/datasets.json says {want}")
-    root = write_batches(batches, out_dir)
+    write_batches(batches, out_dir)
     from lqs_core import data
 
     return data.fetch("cifar10", data_dir=str(out_dir))  # the loader's own check of the written files
 
 
-def pack(data_dir, out_dir, part_mib: float = DEFAULT_PART_MIB, preset: int = 9 | lzma.PRESET_EXTREME) -> dict:
+def pack(data_dir, out_dir, preset: int = 9 | lzma.PRESET_EXTREME, **split_args) -> dict:
+    """Read and verify the batches under ``data_dir``, encode, compress into ``<out_dir>/cifar10-lqs.xz`` and split
+    (``split_args`` as :func:`split_parts`; default: fitted to the calls, :func:`fit_sizes`)."""
     batches = read_batches(data_dir)
     content = content_sha256(batches)
     if content != expected_content_sha256():  # fetch verified it already; a second look costs a second
         raise PackError(f"{data_dir}: content sha256 {content} is not CIFAR-10's")
-    return pack_blob(to_blob(batches), out_dir, part_mib, preset,
-                     extra={"content_sha256": content, "batches": list(BATCHES)})
+    base = compress_blob(to_blob(batches), out_dir, preset, extra={"content_sha256": content, "batches": list(BATCHES)})
+    out = Path(out_dir)
+    (out / MANIFEST).unlink(missing_ok=True)
+    (out / (MANIFEST + ".base")).write_text(json.dumps(base, indent=2) + "\n")
+    if not split_args.get("sizes") and not split_args.get("parts") and not split_args.get("part_mib"):
+        split_args["sizes"] = fit_sizes(base["xz_bytes"], travelling_bytes(), wheel_bytes())
+    return split_parts(out_dir, **split_args)
+
+
+def wheel_bytes(wheels_dir=REPO / ".whl") -> int:
+    folder = Path(wheels_dir)
+    return sum(p.stat().st_size for p in folder.glob("*.whl")) if folder.is_dir() else 0
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -356,49 +440,98 @@ def travelling_bytes(repo=REPO) -> int:
     return total
 
 
-def plan(parts_dir, wheels_dir=None, repo=REPO) -> dict:
+def plan(parts_dir, wheels_dir=REPO / ".whl", repo=REPO, safety_mib: float = PLAN_SAFETY_MIB) -> dict:
+    """What each device call sends (the repository + ``.gpu_data/cifar10-lqs.json`` + its part; the wheels in call
+    1) against the 64 MiB limit: a call fits with at least ``safety_mib`` to spare (``split`` leaves
+    :data:`DEFAULT_MARGIN_MIB`, so the repository may grow by the difference before a new ``split`` is needed)."""
     manifest = read_manifest(parts_dir)
     base = travelling_bytes(repo)
-    wheels = sum(p.stat().st_size for p in Path(wheels_dir).glob("*.whl")) if wheels_dir and Path(wheels_dir).is_dir() else 0
+    wheels = wheel_bytes(wheels_dir)
     man = (Path(parts_dir) / MANIFEST).stat().st_size
     calls = []
-    n = len(manifest["parts"])
     for k, p in enumerate(manifest["parts"], start=1):
-        carried = p["bytes"] + man + (wheels if k in (1, n) else 0)
-        calls.append({"call": k, "part": p["file"], "carry_bytes": carried, "total_bytes": base + carried,
-                      "fits": base + carried <= CALL_LIMIT})
-    return {"repository_bytes": base, "wheels_bytes": wheels, "limit_bytes": CALL_LIMIT, "calls": calls}
+        carried = p["bytes"] + man + (wheels if k == 1 else 0)
+        folder = Path(parts_dir).name
+        calls.append({"call": k, "carry": [f"{folder}/{MANIFEST}", f"{folder}/{p['file']}"]
+                      + ([".whl"] if k == 1 else []), "carry_mib": round(carried / MIB, 2),
+                      "total_mib": round((base + carried) / MIB, 2),
+                      "headroom_mib": round((CALL_LIMIT - base - carried) / MIB, 2),
+                      "fits": base + carried <= CALL_LIMIT - safety_mib * MIB})
+    return {"repository_mib": round(base / MIB, 2), "wheels_mib": round(wheels / MIB, 2),
+            "limit_mib": CALL_LIMIT / MIB, "safety_mib": safety_mib, "calls": calls,
+            "ok": all(c["fits"] for c in calls)}
+
+
+def _split_options(p) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--parts", type=int, help="N equal parts")
+    g.add_argument("--part-mib", type=float, help="parts of at most this many MiB")
+    p.add_argument("--margin-mib", type=float, default=DEFAULT_MARGIN_MIB,
+                   help="default split: parts that fill each call up to 64 MiB minus this (default %(default)s), "
+                        "the repository and, in call 1, the wheels (.whl) counted")
+
+
+def _split_args(ap, args) -> dict:
+    if args.parts is not None:
+        if args.parts < 1:
+            ap.error(f"--parts must be >= 1, got {args.parts}")
+        return {"parts": args.parts}
+    if args.part_mib is not None:
+        if not args.part_mib > 0:
+            ap.error(f"--part-mib must be > 0, got {args.part_mib}")
+        return {"part_mib": args.part_mib}
+    if not args.margin_mib >= 0:
+        ap.error(f"--margin-mib must be >= 0, got {args.margin_mib}")
+    if args.cmd == "pack":
+        return {}  # fitted after compression, when the stream's size is known
+    base = json.loads((Path(args.out) / MANIFEST).read_text()) if (Path(args.out) / MANIFEST).is_file() else None
+    if base is None:
+        ap.error(f"{args.out}: nothing packed yet; run `pack` first")
+    try:
+        return {"sizes": fit_sizes(base["xz_bytes"], travelling_bytes(), wheel_bytes(),
+                                   int(args.margin_mib * MIB))}
+    except PackError as e:
+        ap.error(str(e))
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("pack", help="here: verified CIFAR-10 copy -> xz parts + manifest")
-    p.add_argument("--data-dir", required=True, help="folder holding cifar-10-batches-py/ (e.g. shared/data/keras/datasets)")
+    p = sub.add_parser("pack", help="here: verified CIFAR-10 copy -> xz stream -> parts + manifest")
+    p.add_argument("--data-dir", required=True,
+                   help="folder holding cifar-10-batches-py/ (e.g. shared/data/keras/datasets)")
     p.add_argument("--out", default=str(REPO / ".gpu_data"), help="ignored folder for the parts (default .gpu_data)")
-    p.add_argument("--part-mib", type=float, default=DEFAULT_PART_MIB, help="largest part in MiB (default %(default)s)")
     p.add_argument("--preset", type=int, default=9, help="xz preset 0..9 (extreme mode on; default 9)")
+    _split_options(p)
+    p = sub.add_parser("split", help="here: split the packed stream again (no recompression), e.g. after the "
+                                     "repository grew")
+    p.add_argument("--out", default=str(REPO / ".gpu_data"))
+    _split_options(p)
     p = sub.add_parser("receive", help="there: copy this call's parts into the staging folder, check them")
     p.add_argument("src", help="the carried folder (.gpu_data)")
     p.add_argument("staging", help="staging folder on the device (/tmp/lqs_parts)")
     p = sub.add_parser("unpack", help="there: all parts -> verified cifar-10-batches-py/")
     p.add_argument("staging")
     p.add_argument("out", help="data folder to write (its cifar-10-batches-py/ is what the loader reads)")
-    p = sub.add_parser("plan", help="here: bytes that travel in each call against the 64 MiB limit")
+    p = sub.add_parser("plan", help="here: MiB that travel in each call against the 64 MiB limit")
     p.add_argument("--parts", default=str(REPO / ".gpu_data"))
     p.add_argument("--wheels", default=str(REPO / ".whl"))
+    p.add_argument("--safety-mib", type=float, default=PLAN_SAFETY_MIB,
+                   help="a call fits with at least this much below 64 MiB (default %(default)s)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     try:
-        if args.cmd == "pack":
-            if not 0 <= args.preset <= 9:
-                ap.error(f"--preset must be in 0..9, got {args.preset}")
-            if not args.part_mib > 0:
-                ap.error(f"--part-mib must be > 0, got {args.part_mib}")
-            m = pack(args.data_dir, args.out, args.part_mib, args.preset | lzma.PRESET_EXTREME)
-            print(f"packed {m['blob_bytes'] / MIB:.1f} MiB -> xz {m['xz_bytes'] / MIB:.1f} MiB in "
-                  f"{len(m['parts'])} parts: " + ", ".join(f"{p['file']} {p['bytes'] / MIB:.1f} MiB" for p in m["parts"]))
+        if args.cmd in ("pack", "split"):
+            split_args = _split_args(ap, args)
+            if args.cmd == "pack":
+                if not 0 <= args.preset <= 9:
+                    ap.error(f"--preset must be in 0..9, got {args.preset}")
+                m = pack(args.data_dir, args.out, args.preset | lzma.PRESET_EXTREME, **split_args)
+            else:
+                m = split_parts(args.out, **split_args)
+            print(f"{m['blob_bytes'] / MIB:.1f} MiB -> xz {m['xz_bytes'] / MIB:.2f} MiB in {len(m['parts'])} parts: "
+                  + ", ".join(f"{p['file']} {p['bytes'] / MIB:.2f} MiB" for p in m["parts"]))
         elif args.cmd == "receive":
             missing = receive(args.src, args.staging)
             have = sorted(f.name for f in Path(args.staging).glob(PART_PREFIX + "*") if not f.name.endswith(".tmp"))
@@ -407,7 +540,11 @@ def main(argv=None) -> int:
             root = unpack(args.staging, args.out)
             print(f"CIFAR-10 verified (content sha256 {expected_content_sha256()[:16]}…) at {root}")
         else:
-            print(json.dumps(plan(args.parts, args.wheels), indent=2))
+            result = plan(args.parts, args.wheels, safety_mib=args.safety_mib)
+            print(json.dumps(result, indent=2))
+            if not result["ok"]:
+                print("error: a call does not fit; `split` again (or with --parts N+1)", file=sys.stderr)
+                return 1
     except PackError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -195,8 +195,9 @@ def _synthetic_load(real_load):
         x_va = rng.integers(0, 256, (n_va, 32, 32, 3), dtype=np.uint8)
         y_tr, y_va = rng.integers(0, 10, n_tr), rng.integers(0, 10, n_va)
         batches = data._batch_classes()["ArrayBatches"]
-        return data.Splits(name, batches(x_tr, y_tr, batch_size, seed, True), batches(x_va, y_va, batch_size, seed, False),
-                           (32, 32, 3), 10, n_tr, n_va, ())
+        train = batches(x_tr, y_tr, batch_size, seed, True)
+        val = batches(x_va, y_va, batch_size, seed, False)
+        return data.Splits(name, train, val, (32, 32, 3), 10, n_tr, n_va, ())
 
     return load
 
@@ -210,7 +211,8 @@ def worker(job: dict) -> int:
 
     config = RunConfig.from_dict(job["config"])
     if keras.backend.backend() != job["backend"]:
-        print(f"worker: Keras runs on {keras.backend.backend()!r}, the job asks for {job['backend']!r}", file=sys.stderr)
+        print(f"worker: Keras runs on {keras.backend.backend()!r}, the job asks for {job['backend']!r}",
+              file=sys.stderr)
         return 2
     if job.get("synthetic"):
         data.load = _synthetic_load(data.load)  # the probe: the same train() on random pixels
@@ -266,9 +268,8 @@ def worker_env(backend: str, processes: int, cpu: bool, deterministic: bool, cac
     if backend == "jax":
         # Several processes on the one GPU: each takes a fixed share instead of JAX's default 75 %.
         env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", f"{min(0.75, 0.9 / max(1, processes)):.3f}")
-        if cache_dir:
+        if cache_dir:  # only compilations over 1 s (JAX's default): the train steps, one per run (no races)
             env.setdefault("JAX_COMPILATION_CACHE_DIR", str(cache_dir))
-            env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
         flags = env.get("XLA_FLAGS", "")
         if cpu:
             env["JAX_PLATFORMS"] = "cpu"
@@ -340,9 +341,10 @@ def launch(args) -> int:
     launcher_log = open((out or log_dir) / "launcher.log", "a", encoding="utf-8")
     processes = min(args.parallel or len(runs), len(runs))
     data_dir = None if args.synthetic else str(Path(args.data_dir).resolve())
-    _log(f"{len(runs)} runs into {results} ({'probe: random pixels, nothing saved' if args.synthetic else 'data ' + data_dir}); "
-         f"backend {backend}; {processes} processes at a time; budget {budget:.0f} s (runs stop after the epoch "
-         f"that would end past {budget - args.save_margin_s:.0f} s; killed at {budget + args.grace_s:.0f} s)", launcher_log)
+    what = "probe: random pixels, nothing saved" if args.synthetic else f"data {data_dir}"
+    _log(f"{len(runs)} runs into {results} ({what}); backend {backend}; {processes} processes at a time; budget "
+         f"{budget:.0f} s (runs stop after the epoch that would end past {budget - args.save_margin_s:.0f} s; killed "
+         f"at {budget + args.grace_s:.0f} s)", launcher_log)
     if not args.synthetic:
         from lqs_core import data  # verify once here (fast: the file checksums are known), not six times in parallel
 
@@ -416,9 +418,18 @@ def launch(args) -> int:
             _stop(proc, signal.SIGKILL)
         raise
     wall = time.time() - t0
+    steady = sorted(s for r in finished for s in (r.get("epoch_seconds") or [])[1:])
+    planned = int(runs[0][3]["epochs"])
     summary = {"profile": str(args.profile), "results": name, "backend": backend, "budget_s": budget,
                "wall_seconds": round(wall, 1), "processes": processes, "synthetic": bool(args.synthetic),
                "overrides": overrides, "runs": finished}
+    if steady:
+        median = steady[len(steady) // 2]
+        summary.update(steady_epoch_seconds_median=round(median, 3),
+                       projected_seconds_profile_epochs=round(planned * median, 1))
+        _log(f"steady epoch (every epoch after the first, all runs): median {median:.2f} s with {processes} "
+             f"processes side by side -> {planned} epochs (the profile's) take about {planned * median:.0f} s at "
+             f"these sizes (+ start-up and compilation)", launcher_log)
     if not args.synthetic:
         summary["gpu"] = _nvidia_smi()
     text = json.dumps(summary, indent=2) + "\n"
@@ -563,7 +574,11 @@ def main(argv=None) -> int:
     if args.cmd == "worker":
         return worker(json.loads(args.job))
     if args.cmd == "import":
-        dirs = import_results(args.tarball, args.results_dir, args.force, args.profile)
+        try:
+            dirs = import_results(args.tarball, args.results_dir, args.force, args.profile)
+        except (FileExistsError, ValueError, tarfile.TarError, OSError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
         print(f"imported {len(dirs)} runs into {args.results_dir}:")
         for d in dirs:
             print(f"  {d}")

@@ -1,6 +1,6 @@
 # Training: the datasets fetched once, then one job per run (float baselines and sweep points alike).
-# (GPUs: the rule requests no `gpu` resource here, since the slurm executor would then ask every job for a GPU;
-# profiles/gpu and profiles/slurm add it with `set-resources: {train: {gpu: 1}}`.)
+# (GPUs: the rule requests no GPU resource here, since the slurm executor would then ask every job for one;
+# profiles/gpu adds `gpu: 1` and profiles/slurm `gres: "gpu:1"` to the train rule with `set-resources`.)
 
 
 rule fetch:
