@@ -2,8 +2,8 @@
 
 A report is a Markdown template with placeholders ``{{name}}``; :func:`report_values` computes every placeholder
 from a profile's stored results (``results/<name>/results.csv`` and the runs' integer files) and the thesis'
-numbers in :data:`THESIS` (read off the thesis, SPEC §4 "Reported numbers", and the SPEC's reference runs of the
-author's layer). Nothing is trained. The workflow's ``report`` rule calls
+numbers in :data:`THESIS` (read off the thesis' text and figures, and reference runs of the thesis author's
+published layer). Nothing is trained. The workflow's ``report`` rule calls
 
     python -m lqs_core.report --config config/quick_cpu.yaml [--repo .] [--root .]
 
@@ -31,7 +31,7 @@ from lqs_core.workflow import aggregate, config as wfconfig, names, sweep, table
 #: 1.02 MB is 1 066 xxx bytes / 2^20. The report uses the same unit (written MiB).
 MB = 2.0 ** 20
 
-#: The thesis' numbers (SPEC §4). ``text``: what the thesis says; ``reference``: the SPEC's runs of the thesis
+#: The thesis' numbers (docs/method.md §4). ``text``: what the thesis says; ``reference``: runs of the thesis
 #: author's published layer (TF 2.21 / Keras 3, real MNIST, Table 4.1 settings, row-wise, seed 42, 2-core CPU).
 THESIS = {
     "mnist": {

@@ -1,4 +1,4 @@
-"""Comparators (SPEC §5): fixed-bit QAT, LSQ, PTQ, CGMQ, layer-importance bit selection — formulas against NumPy,
+"""Comparators (docs/method.md §5): fixed-bit QAT, LSQ, PTQ, CGMQ, layer-importance bit selection — formulas against NumPy,
 the CGMQ budget guarantee, the metrics on every method, .keras round trips, bad input, one short run per method.
 
 The quantizers are in :mod:`lqs_core.quantizers` (``fixed``, ``lsq``, ``cgmq``), the whole-model procedures in

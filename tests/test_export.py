@@ -1,4 +1,4 @@
-"""Bit-packed integer export: round trip to identical predictions, format checks, size (SPEC §3)."""
+"""Bit-packed integer export: round trip to identical predictions, format checks, size (docs/method.md §3)."""
 
 import json
 import os

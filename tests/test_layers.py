@@ -1,4 +1,4 @@
-"""Host layers QDense / QConv2D (SPEC §1, §1.3): forward equals the plain Keras layer on P_r, shapes, config,
+"""Host layers QDense / QConv2D (docs/method.md §1, §1.3): forward equals the plain Keras layer on P_r, shapes, config,
 ``.keras`` round trip, ``from_float``, training with ``fit`` (callbacks, XLA), argument validation; quantizers as
 objects or specs (``kernel_quantizer`` / ``bias_quantizer``), the bias default, and the lqs 0.1 keywords. Runs on
 every Keras backend (marker ``backends``); the XLA test is TensorFlow's and JAX's."""
@@ -41,7 +41,7 @@ def floor_quantize(p, s):
 
 
 def np_scale_grad(p, s, dy, lam):
-    """SPEC §1.1, vectorised with NumPy broadcasting (slices = the axes where s has size 1)."""
+    """docs/method.md §1.1, vectorised with NumPy broadcasting (slices = the axes where s has size 1)."""
     p_q = np.floor(p / s)
     p_r = p_q * s
     axes = tuple(i for i, d in enumerate(s.shape) if d == 1)
@@ -152,7 +152,7 @@ def test_qconv2d_compute_output_shape(case):
 
 
 def test_default_initialization_random_normal_for_weights_and_biases():
-    # SPEC §1.3: RandomNormal(0, 0.05) for weights *and* biases, seeded through keras.utils.set_random_seed
+    # docs/method.md §1.3: RandomNormal(0, 0.05) for weights *and* biases, seeded through keras.utils.set_random_seed
     def build(seed):
         keras.utils.set_random_seed(seed)
         layer = QConv2D(40, 3)
@@ -181,7 +181,7 @@ def test_qdense_compute_output_shape():
 
 def test_host_layer_scale_gradients_match_reference():
     # loss = sum(c * y) with y = x @ W_r + b_r: dL/dW_r = x^T c, dL/db_r = sum_batch c; the scale gradients follow
-    # SPEC §1.1 from these upstream gradients, the float parameters get them unchanged (STE)
+    # docs/method.md §1.1 from these upstream gradients, the float parameters get them unchanged (STE)
     rng = np.random.default_rng(3)
     lam = 0.05
     layer = QDense(3, kernel_quantizer=nested("rowwise", threshold=lam))

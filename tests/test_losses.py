@@ -1,4 +1,4 @@
-"""The loss-term scheme (SPEC §2): MaxBin, Inverse, Difference, ReconstructionError; the parameter-count weighting
+"""The loss-term scheme (docs/method.md §2): MaxBin, Inverse, Difference, ReconstructionError; the parameter-count weighting
 over every quantized parameter of a model; combination via ``attach`` (terms as objects of the quantizers);
 gradients to the scales; training; the terms' Keras serialization. Runs on every Keras backend (marker
 ``backends``)."""
@@ -35,12 +35,12 @@ def nested(granularity="scalar", **options):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# NumPy reference (SPEC §2)
+# NumPy reference (docs/method.md §2)
 # --------------------------------------------------------------------------------------------------------------
 
 
 def np_term(name, p, s):
-    """t(P, s) as SPEC §2 defines it; the slice of s_k is every axis where s has size 1."""
+    """t(P, s) as docs/method.md §2 defines it; the slice of s_k is every axis where s has size 1."""
     p = np.asarray(p, np.float32)
     s = np.asarray(s, np.float32)
     axes = tuple(i for i, d in enumerate(s.shape) if d == 1)
@@ -78,7 +78,7 @@ def np_term_grad_s(name, p, s):
 
 
 def np_l_custom(name, model):
-    """SPEC §2: sum_P #(P) t(P, s_P) / sum_P #(P) over every quantized parameter of the model."""
+    """docs/method.md §2: sum_P #(P) t(P, s_P) / sum_P #(P) over every quantized parameter of the model."""
     num = den = 0.0
     for *_, variable, quantizer in quantized_params(model):
         p = variable.numpy()

@@ -1,4 +1,4 @@
-"""Metrics on hand-made integer tensors and on a small model with known integers (SPEC §3)."""
+"""Metrics on hand-made integer tensors and on a small model with known integers (docs/method.md §3)."""
 
 import io
 import json

@@ -1,4 +1,4 @@
-"""The SPEC §4 networks: structure, float twins with the same names, the PTQ weight transfer, and the quantizer
+"""The docs/method.md §4 networks: structure, float twins with the same names, the PTQ weight transfer, and the quantizer
 spec every builder takes (options merged in, default granularity rowwise, ``None`` = the float twin)."""
 
 import keras

@@ -1,7 +1,7 @@
-"""Numerical tests of the nested quantizer (SPEC §1): forward, STE, ratio-threshold scale gradient, granularities.
+"""Numerical tests of the nested quantizer (docs/method.md §1): forward, STE, ratio-threshold scale gradient, granularities.
 
 The scale gradient is checked against :func:`reference_scale_grad`, a NumPy re-implementation written directly from
-SPEC §1.1 with an explicit loop over the scale elements (independent of the vectorised ``keras.ops`` code). Every
+docs/method.md §1.1 with an explicit loop over the scale elements (independent of the vectorised ``keras.ops`` code). Every
 test here runs on every Keras backend (marker ``backends``; gradients through ``conftest.value_and_grads``).
 """
 
@@ -39,7 +39,7 @@ pytestmark = pytest.mark.backends
 
 EPS32 = float(np.finfo(np.float32).eps)
 
-# SPEC §1.2: expected scale shapes, Dense (in=3, out=5), Conv2D (kh=2, kw=3, cin=4, cout=5), bias (5,).
+# docs/method.md §1.2: expected scale shapes, Dense (in=3, out=5), Conv2D (kh=2, kw=3, cin=4, cout=5), bias (5,).
 DENSE = (3, 5)
 CONV = (2, 3, 4, 5)
 EXPECTED_SHAPES = {
@@ -57,12 +57,12 @@ EXPECTED_SHAPES = {
 
 
 # --------------------------------------------------------------------------------------------------------------
-# NumPy reference (SPEC §1.1)
+# NumPy reference (docs/method.md §1.1)
 # --------------------------------------------------------------------------------------------------------------
 
 
 def reference_forward(p, s):
-    """``P_q = floor(P / s)``, ``P_r = P_q * s`` in float32, as SPEC §1 says."""
+    """``P_q = floor(P / s)``, ``P_r = P_q * s`` in float32, as docs/method.md §1 says."""
     p = np.asarray(p, np.float32)
     s = np.asarray(s, np.float32)
     p_q = np.floor(p / s).astype(np.float32)
@@ -70,7 +70,7 @@ def reference_forward(p, s):
 
 
 def reference_scale_grad(p, s, dy, lam, return_info=False):
-    """``dL/ds`` of SPEC §1.1, one scale element at a time.
+    """``dL/ds`` of docs/method.md §1.1, one scale element at a time.
 
     For every scale index k, its slice is every element of P whose index agrees with k on the axes where the scale
     has size > 1 (broadcasting). Per element r = |dy| / max(eps, |P_r|); g_e = -tanh(lam - r) if r < lam else 0;
@@ -277,7 +277,7 @@ def test_ratio_equal_to_lambda_counts_as_sensitive():
 
 
 def test_epsilon_substitution_uses_max():
-    # SPEC: r = |dy| / max(eps, |P_r|). With a scale below eps (custom scale_min), 0 < |P_r| < eps and the
+    # docs/method.md §1.1: r = |dy| / max(eps, |P_r|). With a scale below eps (custom scale_min), 0 < |P_r| < eps and the
     # denominator is eps, not |P_r|: P = 1.5e-9, s = 1e-9 -> P_q = 1, P_r = 1e-9.
     # dy = 1e-8: r = 1e-8 / eps = 0.0839 < lambda = 0.5 -> g = -tanh(0.5 - 0.0839), m = 1.
     # (Dividing by |P_r| = 1e-9 would give r = 10 >= lambda and the fallback -tanh(0.5) instead.)
@@ -436,7 +436,7 @@ def param_and_granularity(draw):
 def test_property_shapes_and_gradient(case, seed, lam, dy_scale):
     shape, granularity, axis = case
     rng = np.random.default_rng(seed)
-    # SPEC §1.2, written out independently of lqs_core.granularity
+    # docs/method.md §1.2, written out independently of lqs_core.granularity
     kept = {"scalar": None, "rowwise": 0, "columnwise": 1, "channelwise": 2, "outputwise": len(shape) - 1}[granularity]
     if axis is not None:
         kept = axis % len(shape)
