@@ -33,8 +33,8 @@ $(STAMP): pyproject.toml
 	  $(BIN)/python -m pip uninstall --quiet --yes tensorflow tensorflow-cpu; \
 	fi
 	@if $(BIN)/python -m pip show lqs >/dev/null 2>&1; then $(BIN)/python -m pip uninstall --quiet --yes lqs; fi
-	@echo "Installing lqs-core[$(TF),jax,workflow,test] into $(VENV) (pip's output: $(VENV)/install.log)"
-	@$(BIN)/python -m pip install --quiet -e ".[$(TF),jax,workflow,test]" >> $(VENV)/install.log 2>&1 || \
+	@echo "Installing lqs-core[$(TF),jax,compare,export,workflow,test] into $(VENV) (pip's output: $(VENV)/install.log)"
+	@$(BIN)/python -m pip install --quiet -e ".[$(TF),jax,compare,export,workflow,test]" >> $(VENV)/install.log 2>&1 || \
 	  { cat $(VENV)/install.log; echo "pip install failed (log above, also in $(VENV)/install.log)" >&2; exit 1; }
 	rm -f $(VENV)/.installed-*
 	touch $@
@@ -74,8 +74,12 @@ test: $(STAMP)
 # training: only the aggregation, figure and report rules may run (a missing run is an error, not a retraining).
 FIGURE_RULES := results fig_pareto fig_curves fig_histograms table_compression fig_comparison report all
 
+# PARTIAL=1: from the runs finished so far (a long profile such as config/mnist.yaml lands in parts). One --config
+# flag carries every override (a second --config flag would replace the first).
+FIGURE_CONFIG := $(if $(BACKEND)$(PARTIAL),--config $(if $(BACKEND),backend=$(BACKEND)) $(if $(PARTIAL),partial=true))
+
 figures: $(STAMP)
-	$(BIN)/snakemake --cores 2 --quiet host rules --configfile $(CONFIG) $(BACKEND_CONFIG) \
+	$(BIN)/snakemake --cores 2 --quiet host rules --configfile $(CONFIG) $(FIGURE_CONFIG) \
 	  --allowed-rules $(FIGURE_RULES) --forcerun results
 
 benchmark: $(STAMP)

@@ -6,6 +6,12 @@ Modules (one job each; the table is docs/layout.md): ``spec`` (the run vocabular
 ``models``, ``metrics``, ``export``, ``data``, ``training`` / ``results`` (one run and its files), ``provenance``,
 ``workflow`` (the reproduction's helpers), ``report``.
 
+For your own model: ``lqs_core.quantize_model(model, "nested", granularity="outputwise", threshold=1e-10)``
+(``convert``: every Dense/Conv/DepthwiseConv/SeparableConv/EinsumDense/Embedding layer quantized, float weights
+copied in), ``lqs_core.QuantizationLogger()`` (the integer statistics in ``model.fit``'s logs, ``callbacks``),
+``print(lqs_core.summary(model))`` (every layer and the whole model's sizes, ``model_summary``), the integer file
+(``export``, format in ``intfile``, codings in ``entropy``) and ``lqs_core.litert.export_litert`` (int8 LiteRT).
+
 ``import lqs_core`` is light: it imports neither TensorFlow nor Keras (the Snakefile imports ``lqs_core.workflow``
 and ``lqs_core.spec`` at parse time). The package's main names (``QDense``, ``QConv2D``, ``NestedQuantizer``,
 ``QuantizedLayer``) are imported on first use. Once Keras is imported too, in either order, lqs' layers and
@@ -34,7 +40,9 @@ __version__ = "0.1.0"
 
 # Imported on first use, so `import lqs_core.workflow` (the Snakefile's helpers) does not pay for Keras.
 _LAZY = {"NestedQuantizer": "lqs_core.quantizers", "QDense": "lqs_core.layers", "QConv2D": "lqs_core.layers",
-         "QuantizedLayer": "lqs_core.layers"}
+         "QuantizedLayer": "lqs_core.layers", "QuantizedWrapper": "lqs_core.layers",
+         "quantize_model": "lqs_core.convert", "summary": "lqs_core.model_summary",
+         "QuantizationLogger": "lqs_core.callbacks"}
 __all__ = [*_LAZY, "__version__"]
 
 #: Modules whose import registers lqs' Keras serializables (the classes decorated with

@@ -1,25 +1,16 @@
-"""Compact export of a trained quantized model: bit-packed integer tensors + float32 scales (docs/method.md §3).
+"""The integer file of a trained quantized model: entropy-coded integer tensors + float32 scales (docs/deploy.md).
 
 :func:`save_integers` writes, for every quantized parameter (in :func:`lqs_core.layers.quantized_params` order),
-the integers ``P_q = floor(P / s)`` offset by their min and bit-packed to their fixed width
-``bits = ceil(log2(max - min + 1))`` (LSB first, numpy ``packbits``), the min (int64) and the scale (float32); and,
-unless ``include_other=False``, every other weight of the model (non-quantized layers, BatchNorm statistics) raw in
-its own dtype, so that :func:`load_integers` reproduces the trained model's predictions exactly.
-
-File layout, format version 1 (all little-endian)::
-
-    offset 0   6 bytes   magic b"LQSINT"
-           6   uint16    format version (1)
-           8   uint32    header length H
-          12   uint32    CRC-32 of the header
-          16   H bytes   header: UTF-8 JSON (format, version, tensors, other, payload_bytes, payload_crc32)
-      16 + H             payload: per tensor its packed bits then its float32 scale, then the other weights;
-                         every block at the (offset, nbytes) the header gives, relative to the payload start
-
-Each header tensor entry holds ``name, host, param, shape, rounding, granularity, min, max, bits, offset, nbytes,
-scale_shape, scale_offset, scale_nbytes``. The payload of a tensor is ``ceil(numel · bits / 8)`` bytes, so the
-file is the packed size of :func:`lqs_core.metrics.packed_size_bytes` (whose ``+ 8`` for the min lives in the
-header) plus the header and the other weights. Files are written atomically (temporary file + ``os.replace``).
+the integers ``P_q`` (the quantizer's own rule, ``floor(P / s)`` for the nested quantizer) coded by
+:func:`lqs_core.entropy.encode` — canonical Huffman, or fixed-width packing ``bits = ceil(log2(max - min + 1))``
+where that is smaller (``coding="auto"``) — and its scale (float32); and, unless ``include_other=False``, every
+other weight of the model (non-quantized layers, BatchNorm statistics) raw in its own dtype, so that
+:func:`load_integers` reproduces the trained model's predictions exactly. The bytes are :mod:`lqs_core.intfile`'s
+format version 2 (zlib-compressed JSON header); files of version 1 (packed only, plain JSON header, lqs 0.1) are
+read as before. :func:`read_integers` needs no model; docs/deploy.md has a reader of a few lines of numpy that
+needs neither lqs nor TensorFlow. The file of the quantized tensors alone (``include_other=False``) is the size
+:func:`lqs_core.metrics.report` calls ``entropy_bytes``. Files are written atomically (temporary file +
+``os.replace``).
 
 Loading sets each scale to the stored scale and each float parameter to the middle of its integer's bin,
 ``P = (P_q + 0.5) · s`` for ``floor`` (``P_q · s`` for ``round``): ``P_q · s`` itself may floor to ``P_q - 1`` after
@@ -33,8 +24,8 @@ Checks (every one raises ``ValueError`` naming the tensor or file, the bad value
   existing file at ``path`` is kept;
 * reading refuses a file that is truncated, has another magic or format version, fails a checksum, or whose
   header is malformed (bits outside 0..64, an integer range that is not int64 or does not fit its bits, a scale
-  shape that does not broadcast to its tensor, duplicate names), whose scales are not finite and > 0, or whose
-  unpacked integers fall outside the range its header declares;
+  shape that does not broadcast to its tensor, duplicate names, a Huffman table that is no prefix code), whose
+  scales are not finite and > 0, or whose decoded integers fall outside the range its header declares;
 * loading into a model checks the file and the model's structure (count, host, parameter, shapes, rounding, the
   other weights' shapes and dtypes) before it assigns anything, and restores the model's previous values if an
   assignment still fails (the float32 case above): on any error the model is unchanged.
@@ -42,78 +33,22 @@ Checks (every one raises ``ValueError`` naming the tensor or file, the bad value
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import warnings
 import zlib
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from lqs_core import entropy, intfile
 from lqs_core.atomic import write_bytes
+from lqs_core.entropy import _CHUNK, _INT64_MAX, _INT64_MIN, _MAX_BITS, pack_bits, unpack_bits  # noqa: F401
+from lqs_core.intfile import FORMAT_NAME, FORMAT_VERSION, MAGIC, READ_VERSIONS
+from lqs_core.intfile import PREFIX as _PREFIX
 from lqs_core.layers import quantized_params
-from lqs_core.metrics import _as_int_array, _to_numpy, _unique_names, bits_fixed, packed_size_bytes
+from lqs_core.metrics import _to_numpy, _unique_names, packed_size_bytes
 
-MAGIC = b"LQSINT"
-FORMAT_NAME = "lqs-integers"
-FORMAT_VERSION = 1
-_PREFIX = struct.Struct("<6sHII")  # magic, version, header length, header crc32
-_CHUNK = 1 << 16  # elements per packing chunk (a multiple of 8, so chunks end on byte boundaries)
 _MAX_NUDGES = 16
-_MAX_BITS = 64  # int64 integers never need more
-_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Bit packing
-
-
-def pack_bits(values: np.ndarray, bits: int) -> Tuple[bytes, int]:
-    """Pack an integer array to ``bits`` bits per value (offset by its min, LSB first): ``(bytes, min)``."""
-    v = _as_int_array(values).ravel()
-    if v.size == 0:
-        return b"", 0
-    lo = int(v.min())
-    if bits < bits_fixed(v):
-        raise ValueError(f"{bits} bits cannot hold the range {lo}..{int(v.max())}.")
-    if bits == 0:
-        return b"", lo
-    # v - lo in modular uint64 arithmetic: exact for any int64 range, up to 2**64 - 1 (int64 subtraction would wrap)
-    u = v.view(np.uint64) - np.uint64(lo % 2**64)
-    shifts = np.arange(bits, dtype=np.uint64)
-    parts = []
-    for start in range(0, u.size, _CHUNK):
-        chunk = u[start : start + _CHUNK]
-        bitmat = ((chunk[:, None] >> shifts) & np.uint64(1)).astype(np.uint8)
-        parts.append(np.packbits(bitmat.ravel(), bitorder="little").tobytes())
-    return b"".join(parts), lo
-
-
-def unpack_bits(data: bytes, count: int, bits: int, minimum: int) -> np.ndarray:
-    """Inverse of :func:`pack_bits`: ``count`` int64 values of ``bits`` bits each, plus ``minimum``."""
-    if not 0 <= bits <= _MAX_BITS:
-        raise ValueError(f"bits must be in 0..{_MAX_BITS}, got {bits}.")
-    if not _INT64_MIN <= minimum <= _INT64_MAX:
-        raise ValueError(f"minimum must be an int64, got {minimum}.")
-    if count < 0:
-        raise ValueError(f"count must be >= 0, got {count}.")
-    if bits == 0:
-        return np.full(count, minimum, dtype=np.int64)
-    need = -(-count * bits // 8)
-    if len(data) != need:
-        raise ValueError(f"packed data has {len(data)} bytes, expected {need} for {count} values of {bits} bits.")
-    raw = np.frombuffer(data, dtype=np.uint8)
-    weights = np.left_shift(np.uint64(1), np.arange(bits, dtype=np.uint64))
-    out = np.empty(count, dtype=np.int64)
-    chunk_bytes = _CHUNK * bits // 8
-    for i, start in enumerate(range(0, count, _CHUNK)):
-        n = min(_CHUNK, count - start)
-        bitmat = np.unpackbits(raw[i * chunk_bytes : i * chunk_bytes + -(-n * bits // 8)], bitorder="little")
-        bitmat = bitmat[: n * bits].reshape(n, bits).astype(np.uint64)
-        u = (bitmat * weights).sum(axis=1, dtype=np.uint64)
-        out[start : start + n] = (u + np.uint64(minimum % 2**64)).view(np.int64)  # modular, as in pack_bits
-    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -177,87 +112,42 @@ def _integers_for_export(name: str, variable, quantizer, path) -> np.ndarray:
     return q.astype(np.int64)
 
 
-def save_integers(model, path, include_other: bool = True) -> dict:
-    """Write the integer tensors and scales of ``model`` to ``path`` (format above); atomic.
-
-    ``include_other`` also stores the model's non-quantized weights (raw), so that :func:`load_integers` restores
-    the whole model. Returns ``{"path", "file_bytes", "packed_bytes", "header_bytes", "other_bytes",
-    "n_tensors"}`` where ``packed_bytes`` is the sum of :func:`lqs_core.metrics.packed_size_bytes` of the tensors.
-    Raises ``ValueError`` (before anything is written) for a model without quantized parameters, a scale that is
-    not finite and > 0, and integers that are not finite or exceed int64.
-    """
+def encode_integers(model, include_other: bool = True, coding: str = "auto", path="<memory>") -> Tuple[bytes, dict]:
+    """The bytes :func:`save_integers` would write, and its report (without ``path``); nothing is written."""
     entries = _quantized(model)
-    payload, tensors, packed_total = [], [], 0
-    offset = 0
-
-    def add(block: bytes) -> Tuple[int, int]:
-        nonlocal offset
-        payload.append(block)
-        start, offset = offset, offset + len(block)
-        return start, len(block)
-
+    tensors, packed_total = [], 0
     for name, (_, layer, param, variable, quantizer) in entries:
         s = _to_numpy(quantizer.scale).astype("<f4")
         problem = _scale_problem(s)
         if problem:
             raise ValueError(f"tensor {name!r}: {problem}. Nothing was written to {os.fspath(path)!r}.")
         q = _integers_for_export(name, variable, quantizer, path)
-        bits = bits_fixed(q)
-        data, lo = pack_bits(q, bits)
-        t_off, t_len = add(data)
-        s_off, s_len = add(s.tobytes())
         packed_total += packed_size_bytes(q, s)
-        tensors.append(
-            {
-                "name": name,
-                "host": type(layer).__name__,
-                "param": param,
-                "shape": [int(d) for d in q.shape],
-                "rounding": str(getattr(quantizer, "rounding", "floor")),
-                "granularity": str(getattr(quantizer, "granularity", "")),
-                "axis": getattr(quantizer, "axis", None),
-                "min": lo,
-                "max": int(q.max()) if q.size else lo,
-                "bits": bits,
-                "offset": t_off,
-                "nbytes": t_len,
-                "scale_shape": [int(d) for d in s.shape],
-                "scale_offset": s_off,
-                "scale_nbytes": s_len,
-            }
-        )
+        tensors.append({"name": name, "host": type(layer).__name__, "param": param, "q": q, "s": s,
+                        "rounding": str(getattr(quantizer, "rounding", "floor")),
+                        "granularity": str(getattr(quantizer, "granularity", "")),
+                        "axis": getattr(quantizer, "axis", None)})
+    other = [(_weight_name(w), _to_numpy(w)) for w in _other_weights(model, entries)] if include_other else None
+    blob, info = intfile.build(tensors, other, coding)
+    return blob, {"file_bytes": len(blob), "packed_bytes": int(packed_total), **info}
 
-    other, other_bytes = [], 0
-    if include_other:
-        for w in _other_weights(model, entries):
-            a = _to_numpy(w)
-            a = a.astype(a.dtype.newbyteorder("<"))
-            o_off, o_len = add(a.tobytes())
-            other_bytes += o_len
-            other.append(
-                {"name": _weight_name(w), "shape": list(a.shape), "dtype": a.dtype.str, "offset": o_off, "nbytes": o_len}
-            )
 
-    body = b"".join(payload)
-    header = {
-        "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
-        "tensors": tensors,
-        "other": other if include_other else None,
-        "payload_bytes": len(body),
-        "payload_crc32": zlib.crc32(body),
-    }
-    header_bytes = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    blob = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(header_bytes), zlib.crc32(header_bytes)) + header_bytes + body
+def save_integers(model, path, include_other: bool = True, coding: str = "auto") -> dict:
+    """Write the integer tensors and scales of ``model`` to ``path`` (format: :mod:`lqs_core.intfile`); atomic.
+
+    ``include_other`` also stores the model's non-quantized weights (raw), so that :func:`load_integers` restores
+    the whole model. ``coding``: ``"auto"`` (per tensor the smallest of canonical Huffman, DEFLATE and fixed-width
+    packing), ``"huffman"``, ``"deflate"`` or ``"packed"``. Returns ``{"path", "file_bytes", "packed_bytes",
+    "coded_bytes", "scale_bytes", "header_bytes", "other_bytes", "n_tensors"}`` where ``packed_bytes`` is the sum of
+    :func:`lqs_core.metrics.packed_size_bytes` of the tensors and ``coded_bytes`` what their integers take in the
+    file. Raises ``ValueError`` (before anything is written) for a model without quantized parameters, a scale that
+    is not finite and > 0, integers that are not finite or exceed int64, and an unknown ``coding``.
+    """
+    if coding not in ("auto", *entropy.CODINGS):
+        raise ValueError(f"Unknown coding {coding!r}; allowed: 'auto', {', '.join(map(repr, entropy.CODINGS))}.")
+    blob, info = encode_integers(model, include_other, coding, path)
     write_bytes(path, blob, fsync=True)
-    return {
-        "path": os.fspath(path),
-        "file_bytes": len(blob),
-        "packed_bytes": int(packed_total),
-        "header_bytes": _PREFIX.size + len(header_bytes),
-        "other_bytes": int(other_bytes),
-        "n_tensors": len(tensors),
-    }
+    return {"path": os.fspath(path), **info}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -277,8 +167,9 @@ def _read(path) -> Tuple[dict, bytes]:
         raise ValueError(
             f"{path}: not an lqs integer file: it starts with {magic!r}, an lqs integer file starts with {MAGIC!r}."
         )
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path}: unsupported format version {version}; this lqs reads version {FORMAT_VERSION} only.")
+    if version not in READ_VERSIONS:
+        raise ValueError(f"{path}: unsupported format version {version}; this lqs reads versions "
+                         f"{', '.join(map(str, READ_VERSIONS))} only.")
     header_bytes = blob[_PREFIX.size : _PREFIX.size + header_len]
     if len(header_bytes) != header_len:
         raise ValueError(
@@ -287,15 +178,15 @@ def _read(path) -> Tuple[dict, bytes]:
     if zlib.crc32(header_bytes) != header_crc:
         raise ValueError(f"{path}: corrupt file (header checksum mismatch).")
     try:
-        header = json.loads(header_bytes.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: corrupt header ({e}).") from None
+        header = intfile.decode_header(header_bytes, version)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
     if not isinstance(header, dict):
         raise ValueError(f"{path}: corrupt header (a JSON {type(header).__name__}, expected an object).")
-    if header.get("format") != FORMAT_NAME or header.get("version") != FORMAT_VERSION:
+    if header.get("format") != FORMAT_NAME or header.get("version") != version:
         raise ValueError(
             f"{path}: unsupported format {header.get('format')!r} version {header.get('version')!r} "
-            f"(expected {FORMAT_NAME!r} version {FORMAT_VERSION})."
+            f"(expected {FORMAT_NAME!r} version {version}, as the file's prefix says)."
         )
     for key in ("payload_bytes", "payload_crc32"):
         if not _is_int(header.get(key)) or header[key] < 0:
@@ -360,9 +251,15 @@ def _decode(header: dict, body: bytes):
         hi = _field_int(t, "max", what, lo, _INT64_MAX)
         if (hi - lo).bit_length() > bits:
             raise ValueError(f"corrupt header: {what}: {bits} bits cannot hold its integer range {lo}..{hi}.")
+        coding = t.get("coding", "packed")  # version 1 files are packed
+        if coding not in entropy.CODINGS:
+            raise ValueError(f"corrupt header: {what}: coding is {coding!r}, expected one of {entropy.CODINGS}.")
         count = int(np.prod(shape, dtype=np.int64))
         data = _block(body, t["offset"], t["nbytes"], what)
-        values = unpack_bits(data, count, bits, lo)
+        try:
+            values = entropy.decode(t, data, count)
+        except ValueError as e:
+            raise ValueError(f"corrupt file: {what}: {e}") from None
         if values.size and (int(values.min()) < lo or int(values.max()) > hi):
             raise ValueError(
                 f"corrupt file: {what} unpacks to {int(values.min())}..{int(values.max())}, outside the range "
@@ -561,6 +458,7 @@ def load_integers(model, path, match: str = "order") -> dict:
 
 __all__ = [
     "FORMAT_VERSION",
+    "encode_integers",
     "load_integers",
     "pack_bits",
     "read_header",

@@ -29,10 +29,12 @@ float layer's weights (the thesis' "PTQ" mode: quantization switched on for a pr
 
 from __future__ import annotations
 
+import contextlib
 from typing import Optional
 
 import keras
 from keras import ops
+from keras.src.backend.common import stateless_scope as _stateless
 
 from lqs_core import loss_terms
 from lqs_core.granularity import scale_axis
@@ -135,18 +137,28 @@ class QuantizedLayer(keras.layers.Layer):
             regularizer=regularizer,
             trainable=True,
         )
+        return self.quantize_variable(name, variable, quantizer)
+
+    def quantize_variable(self, name, variable, quantizer: Quantizer):
+        """Register an existing float parameter ``variable`` under ``name`` and build ``quantizer`` for it."""
+        shape = tuple(variable.shape)
         if not quantizer.built:
-            quantizer.build(tuple(shape))
-        elif tuple(getattr(quantizer, "param_shape", shape)) != tuple(shape):
+            quantizer.build(shape)
+        elif tuple(getattr(quantizer, "param_shape", shape)) != shape:
             raise ValueError(f"{self.name}/{name}: its quantizer is already built for shape "
-                             f"{quantizer.param_shape}, not {tuple(shape)}; give each parameter its own quantizer.")
+                             f"{quantizer.param_shape}, not {shape}; give each parameter its own quantizer.")
         if hasattr(quantizer, "calibrate"):
             quantizer.calibrate(variable)
+        # Keras' model.quantize("int8") would otherwise skip lqs' layers without a word (it quantizes leaf layers).
+        quantizer.quantize = _refuse_keras_quantize(f"{self.name}/{name}")
         self._quantized[name] = (variable, quantizer)
         return variable
 
     def quantized(self, name):
-        """``P_r`` of the parameter ``name``: the value ``call`` uses."""
+        """``P_r`` of the parameter ``name``: the value ``call`` uses (or the tensor :func:`computing_with` gives)."""
+        override = _OVERRIDES.get((id(self), name))
+        if override is not None:
+            return override
         variable, quantizer = self._quantized[name]
         return quantizer(variable)
 
@@ -386,6 +398,158 @@ class QConv2D(QuantizedLayer):
         return config
 
 
+#: ``(id(host), param) -> tensor`` while :func:`computing_with` is active (empty otherwise).
+_OVERRIDES: dict = {}
+
+
+@contextlib.contextmanager
+def computing_with(values):
+    """Within the block, host layers compute with the given tensors instead of ``quantizer(P)``:
+    ``values = {(host_layer, param_name): P_r}`` (the LiteRT exporter feeds the stored integers' values this way)."""
+    added = {(id(layer), name): tensor for (layer, name), tensor in values.items()}
+    clash = set(added) & set(_OVERRIDES)
+    if clash:
+        raise ValueError("computing_with: nested blocks give the same parameter twice.")
+    _OVERRIDES.update(added)
+    try:
+        yield
+    finally:
+        for key in added:
+            _OVERRIDES.pop(key, None)
+
+
+def _refuse_keras_quantize(where: str):
+    """A ``quantize`` method for lqs' layers that refuses Keras' ``model.quantize(mode)`` with a clear message."""
+
+    def quantize(mode=None, *args, **kwargs):
+        raise ValueError(
+            f"model.quantize({mode!r}): {where} is quantized by lqs already (learned integers times a scale); Keras' "
+            "quantization would replace them. Export the learned integers instead: lqs_core.export.save_integers "
+            "(the integer file) or lqs_core.litert.export_litert (int8 LiteRT). To quantize only other layers with "
+            "Keras, pass model.quantize(mode, filters=...) that excludes lqs' layers."
+        )
+
+    return quantize
+
+
+@contextlib.contextmanager
+def substituted(pairs):
+    """Within the block, reading each variable of ``pairs`` (``[(variable, tensor), ...]``) gives its tensor.
+
+    A ``keras.StatelessScope`` that keeps the enclosing scope's mapping (JAX's training step runs in one), so a
+    float Keras layer computes with ``P_r`` in place of ``P`` (:class:`QuantizedWrapper`) on every backend."""
+    parent = _stateless.get_stateless_scope()
+    scope = keras.StatelessScope(state_mapping=pairs, initialize_variables=False)
+    if parent is not None:
+        scope.state_mapping = {**parent.state_mapping, **scope.state_mapping}
+        scope.collect_losses, scope.losses = parent.collect_losses, parent.losses
+    with scope:
+        yield
+
+
+#: Float Keras layers :class:`QuantizedWrapper` quantizes (exact types: a subclass may compute otherwise): layer
+#: class name -> (its quantized weights besides the bias, the axis ``outputwise`` keeps in each).
+QUANTIZABLE = {
+    "Dense": (("kernel", -1),),
+    "EinsumDense": (("kernel", -1),),
+    "Conv1D": (("kernel", -1),),
+    "Conv2D": (("kernel", -1),),
+    "Conv3D": (("kernel", -1),),
+    "DepthwiseConv1D": (("kernel", -2),),  # (k, cin, multiplier): per channel = per input channel
+    "DepthwiseConv2D": (("kernel", -2),),
+    "SeparableConv1D": (("depthwise_kernel", -2), ("pointwise_kernel", -1)),
+    "SeparableConv2D": (("depthwise_kernel", -2), ("pointwise_kernel", -1)),
+    "Embedding": (("embeddings", -1),),
+}
+
+
+def quantizable(layer) -> bool:
+    """Whether :class:`QuantizedWrapper` can quantize ``layer`` (one of :data:`QUANTIZABLE`, exactly)."""
+    return type(layer).__name__ in QUANTIZABLE and type(layer) is getattr(keras.layers, type(layer).__name__, None)
+
+
+@keras.saving.register_keras_serializable(package="lqs")
+class QuantizedWrapper(QuantizedLayer):
+    """Any float Keras layer of :data:`QUANTIZABLE`, computing with quantized weights: ``layer`` with ``P_r`` in
+    place of each of its kernels ``P`` and of its bias (docs/method.md §1).
+
+    The float layer keeps its own configuration, variables and ``call``; while it runs, reading a kernel gives
+    ``P_r = kernel_quantizer(P)`` (:func:`substituted`). Every kernel gets its own copy of ``kernel_quantizer``,
+    the bias ``bias_quantizer`` (default: the kernel's method and options at ``scalar``). ``outputwise`` keeps the
+    layer's channel axis: the last axis, but the input channels (axis -2) of a depthwise kernel.
+    :func:`lqs_core.quantize_model` wraps every such layer of a model.
+    """
+
+    def __init__(self, layer, kernel_quantizer=None, bias_quantizer=None, **kwargs):
+        if isinstance(layer, dict):
+            layer = keras.saving.deserialize_keras_object(layer)
+        if not quantizable(layer):
+            raise ValueError(f"QuantizedWrapper cannot quantize {type(layer).__name__} layer {layer.name!r}; "
+                             f"allowed: {', '.join(QUANTIZABLE)} (Keras' own classes).")
+        kwargs.setdefault("name", layer.name)
+        kwargs.pop("use_bias", None)
+        use_bias = bool(layer.use_bias) if hasattr(layer, "use_bias") else getattr(layer, "bias_axes", None) is not None
+        kernels = QUANTIZABLE[type(layer).__name__]
+        kernel_quantizer = self._outputwise_axis(kernel_quantizer, kernels[0][1], layer)
+        super().__init__(kernel_quantizer=kernel_quantizer, bias_quantizer=bias_quantizer, use_bias=use_bias,
+                         **kwargs)
+        self.layer = layer
+        self.supports_masking = getattr(layer, "supports_masking", False)
+        layer.quantize = _refuse_keras_quantize(f"{self.name} (wrapped {type(layer).__name__})")
+
+    @staticmethod
+    def _outputwise_axis(spec, axis, layer):
+        if spec is None or isinstance(spec, Quantizer) or (isinstance(spec, dict) and "class_name" in spec):
+            return spec
+        spec = registry.normalize(spec)
+        if spec["granularity"] == "outputwise" and "axis" not in spec and axis != -1:
+            rank = len(getattr(layer, "kernel_size", ())) + 2 if hasattr(layer, "kernel_size") else None
+            spec["axis"] = axis % rank if rank else axis
+        return spec
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        kernels = QUANTIZABLE[type(self.layer).__name__]
+        self.extra_quantizers = []
+        for i, (name, _) in enumerate(kernels):
+            variable = getattr(self.layer, name)
+            quantizer = self.kernel_quantizer
+            if i:
+                config = registry.serialize(self.kernel_quantizer)
+                spec = self._outputwise_axis({**registry.normalize(config), "axis": None}
+                                             if config is not None else None, kernels[i][1], self.layer)
+                spec = {k: v for k, v in spec.items() if not (k == "axis" and v is None)}
+                quantizer = _make(spec, "scalar", f"{name}_quantizer")
+                self.extra_quantizers.append(quantizer)
+            try:
+                scale_axis(quantizer.granularity, len(variable.shape), quantizer.axis)
+            except ValueError as e:
+                raise ValueError(f"QuantizedWrapper {self.name!r}: kernel_quantizer granularity "
+                                 f"{quantizer.granularity!r} does not fit its {len(variable.shape)}-D {name} "
+                                 f"{tuple(variable.shape)}: {e}") from None
+            self.quantize_variable(name, variable, quantizer)
+        if self.use_bias:
+            self.quantize_variable("bias", self.layer.bias, self.bias_quantizer)
+
+    def call(self, inputs, training=None):
+        pairs = [(variable, self.quantized(name)) for name, (variable, _) in self._quantized.items()]
+        with substituted(pairs):
+            return self.layer(inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask) if hasattr(self.layer, "compute_mask") else mask
+
+    def get_config(self):
+        config = super().get_config()
+        config.pop("use_bias", None)
+        config["layer"] = keras.saving.serialize_keras_object(self.layer)
+        return config
+
+
 def _positive_int(name, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:
         raise ValueError(f"{name} must be a positive integer, got {value!r}.")
@@ -416,4 +580,5 @@ def quantized_params(model):
     return found
 
 
-__all__ = ["QConv2D", "QDense", "QuantizedLayer", "default_initializer", "quantized_params"]
+__all__ = ["QUANTIZABLE", "QConv2D", "QDense", "QuantizedLayer", "QuantizedWrapper", "computing_with",
+           "default_initializer", "quantizable", "quantized_params", "substituted"]

@@ -17,6 +17,8 @@ tensor, ``c_v`` the count of value ``v`` in it and ``p_v = c_v / n``:
                        count, then per symbol its offset value in ``bits_fixed`` bits and its code length in 6 bits)
 * packed size          ``ceil(n · bits_fixed / 8) + 8 + 4 · #s`` bytes  (values offset by min, bit-packed; the min
                        as int64; the scales as float32)
+* entropy-coded file   ``entropy_bytes``: the integer file (:mod:`lqs_core.intfile`) of the quantized tensors,
+                       each coded by the smallest of canonical Huffman, DEFLATE and fixed-width packing, + scales, header
 * zipped size (thesis) each ``P_q`` saved as ``.npy`` in the smallest signed integer dtype holding its range
                        (int8 where it fits — never wrapped, int16/int32/int64 otherwise), all in one DEFLATE zip;
                        the FP32 baseline is the same tensors' float weights ``P`` as float32 ``.npy`` in one zip.
@@ -28,7 +30,6 @@ flat JSON-ready dict of a finished run, :func:`epoch_stats` the cheap per-epoch 
 
 from __future__ import annotations
 
-import heapq
 import io
 import zipfile
 from typing import Dict, Iterable, Mapping, Tuple, Union
@@ -36,6 +37,7 @@ from typing import Dict, Iterable, Mapping, Tuple, Union
 import numpy as np
 import pandas as pd
 
+from lqs_core import entropy, intfile
 from lqs_core.layers import quantized_params
 
 TensorsLike = Union[Mapping[str, np.ndarray], Iterable[np.ndarray], np.ndarray]
@@ -209,26 +211,7 @@ def entropy_bits(tensor) -> float:
 
 def huffman_code_lengths(counts) -> np.ndarray:
     """Code lengths of a Huffman code for symbol ``counts`` (built with ``heapq``); one symbol gets length 1."""
-    counts = [int(c) for c in counts]
-    n = len(counts)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64)
-    if n == 1:
-        return np.ones(1, dtype=np.int64)
-    parent = [-1] * (2 * n - 1)
-    heap = [(c, i) for i, c in enumerate(counts)]  # (count, node id); ids break ties deterministically
-    heapq.heapify(heap)
-    next_id = n
-    while len(heap) > 1:
-        c1, a = heapq.heappop(heap)
-        c2, b = heapq.heappop(heap)
-        parent[a] = parent[b] = next_id
-        heapq.heappush(heap, (c1 + c2, next_id))
-        next_id += 1
-    depth = [0] * (2 * n - 1)
-    for node in range(2 * n - 3, -1, -1):  # parents have larger ids than their children; the root is 2n-2
-        depth[node] = depth[parent[node]] + 1
-    return np.asarray(depth[:n], dtype=np.int64)
+    return entropy.code_lengths(counts)
 
 
 def _table_bits(n_symbols: int, width: int) -> int:
@@ -328,13 +311,20 @@ SUMMARY_COLUMNS = [
 ]
 
 
-def _rows(model):
+def _rows(model, records=None):
+    """Per-tensor rows and ``{name: P_q}``; ``records`` (a list) also gets what :func:`lqs_core.intfile.build`
+    takes per tensor."""
     params = _params_or_raise(model)
     rows, ints = [], {}
-    for name, (_, _, _, variable, quantizer) in zip(_unique_names(params), params):
+    for name, (_, layer, param, variable, quantizer) in zip(_unique_names(params), params):
         q = _integers_of(name, variable, quantizer)
         s = _to_numpy(quantizer.scale).astype(np.float32)
         ints[name] = q
+        if records is not None:
+            records.append({"name": name, "host": type(layer).__name__, "param": param, "q": q, "s": s,
+                            "rounding": str(getattr(quantizer, "rounding", "floor")),
+                            "granularity": str(getattr(quantizer, "granularity", "")),
+                            "axis": getattr(quantizer, "axis", None)})
         n_unique = unique_integers(q)
         rows.append(
             {
@@ -407,9 +397,11 @@ def report(model) -> dict:
     ceil(log2 unique)``, ``bits_fixed`` (max over tensors), ``mean_bits_fixed`` (param-weighted),
     ``entropy_bits_per_weight`` (param-weighted), ``huffman_bytes``, ``packed_bytes`` (sums), ``zip_bytes`` (thesis
     measure), ``float_zip_bytes`` (the same layers' float ``P`` zipped as float32 ``.npy``), ``float32_bytes =
-    4·params``, ``zip_ratio = float_zip_bytes / zip_bytes``, ``packed_ratio = float32_bytes / packed_bytes``.
+    4·params``, ``zip_ratio = float_zip_bytes / zip_bytes``, ``packed_ratio = float32_bytes / packed_bytes``,
+    ``entropy_bytes`` (:func:`entropy_bytes`: the integer file of these tensors, each entropy-coded).
     """
-    rows, ints = _rows(model)
+    records = []
+    rows, ints = _rows(model, records)
     lo, hi = integer_range(ints)
     union = unique_integers(ints)
     huffman = sum(r["huffman_bytes"] for r in rows)
@@ -435,7 +427,24 @@ def report(model) -> dict:
         "float32_bytes": int(float32),
         "zip_ratio": float(float_zip / zip_bytes) if zip_bytes else 0.0,
         "packed_ratio": float(float32 / packed) if packed else 0.0,
+        "entropy_bytes": int(len(intfile.build(records)[0])),
     }
+
+
+def entropy_bytes(model) -> int:
+    """Bytes of the integer file of ``model``'s quantized tensors (integers entropy-coded, the smallest of canonical
+    Huffman, DEFLATE and fixed-width packing per tensor, plus scales and header; :mod:`lqs_core.intfile`), computed without
+    writing it: ``export.save_integers(model, path, include_other=False)`` writes exactly this many bytes."""
+    return sizes(model)["entropy_bytes"]
+
+
+def sizes(model) -> dict:
+    """The model's quantized tensors' sizes in one pass: ``float32_bytes``, ``packed_bytes``, ``huffman_bytes``
+    (sums as in :func:`summary`'s total row) and ``entropy_bytes`` (:func:`entropy_bytes`)."""
+    records = []
+    rows, _ = _rows(model, records)
+    out = {key: int(sum(r[key] for r in rows)) for key in ("float32_bytes", "packed_bytes", "huffman_bytes")}
+    return {**out, "entropy_bytes": int(len(intfile.build(records)[0]))}
 
 
 def epoch_stats(model) -> dict:
@@ -461,6 +470,7 @@ __all__ = [
     "bits_fixed",
     "bits_unique",
     "entropy_bits",
+    "entropy_bytes",
     "epoch_stats",
     "float_tensors",
     "huffman_bits",
@@ -474,6 +484,7 @@ __all__ = [
     "read_npy_zip",
     "report",
     "scales",
+    "sizes",
     "smallest_int_dtype",
     "summary",
     "unique_integers",

@@ -324,6 +324,148 @@ def timing_table(results, profiles: Optional[Mapping[str, Mapping]] = None):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The complete MNIST profile (config/mnist.yaml): every granularity × mode, gradual quantization, equal bytes
+
+
+def _cell(rows) -> str:
+    """``acc ± sd · unique`` of a setting's runs (accuracy in %, median unique integers, seeds in brackets)."""
+    if not len(rows):
+        return "–"
+    unique = float(rows["unique_integers"].median())
+    return f"{_pm_pct(rows['val_accuracy'])} · {unique:.0f} ({len(rows)})"
+
+
+def _plain(df):
+    """Rows without a variant (the profile's learning rate, quantization from the start)."""
+    if "variant" not in df.columns:
+        return df
+    return df[df["variant"].isna() | (df["variant"].astype(str) == "")]
+
+
+def grid_table(results, dataset: str, family: str):
+    """One sweep over every granularity × mode: per λ/γ, ``val acc % (mean ± sd) · median unique integers (seeds)``."""
+    import pandas as pd
+
+    df = _plain(results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == family)])
+    if df.empty:
+        return pd.DataFrame([{names.param_symbol(family): "no finished runs yet"}])
+    columns = [(g, m) for g in aggregate.present_granularities(df) for m in aggregate.present_modes(df)]
+    rows = []
+    for param in sorted(set(float(p) for p in df["param"])):
+        at = _at(df, param)
+        row = {names.param_symbol(family): _lam(param)}
+        for g, m in columns:
+            row[f"{g} {m.upper()}"] = _cell(at[(at["granularity"] == g) & (at["mode"] == m)])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def operating_points_table(results, dataset: str, family: str = "nested", tolerance: float = 0.01,
+                           size: str = "zip_bytes"):
+    """Per granularity × mode: the most compressed λ/γ whose mean accuracy is within ``tolerance`` of the float
+    baseline (:func:`lqs_core.workflow.aggregate.select_operating_point`) — the thesis' "optimal λ"."""
+    import pandas as pd
+
+    df = _plain(results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == family)])
+    base = aggregate.baseline_accuracy(results, dataset)
+    rows = []
+    for g in aggregate.present_granularities(df):
+        for m in aggregate.present_modes(df):
+            part = df[(df["granularity"] == g) & (df["mode"] == m)]
+            if part.empty:
+                continue
+            agg = aggregate.aggregate_seeds(part, ["param"], ["val_accuracy", "unique_integers", size])
+            row, ok = aggregate.select_operating_point(agg, base, tolerance, size=size)
+            rows.append({"granularity": g, "mode": m.upper(), f"optimal {names.param_symbol(family)}": _lam(row["param"]),
+                         "within tolerance": "yes" if ok else "no (most accurate shown)",
+                         "val acc %": f"{100 * row['val_accuracy_mean']:.2f} ± {100 * row['val_accuracy_std']:.2f}",
+                         "unique": f"{row['unique_integers_mean']:.0f}", "zip MiB": _mb(row[f"{size}_mean"]),
+                         "λ values run": int(len(agg)), "seeds": int(row["n_seeds"])})
+    if not rows:
+        return pd.DataFrame([{"granularity": "no finished runs yet"}])
+    return pd.DataFrame(rows)
+
+
+def gradual_table(results, dataset: str):
+    """Gradual quantization: per λ, accuracy and unique integers when the scales start learning at epoch k
+    (k = 0: the QAT run from the start; PTQ: quantization switched on in the trained float baseline)."""
+    import pandas as pd
+
+    df = results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == "nested")]
+    if "scale_from_epoch" not in df.columns:
+        return pd.DataFrame([{"λ": "no gradual-quantization runs yet"}])
+    grad = df[df["variant"].astype(str).str.startswith("from")]
+    if grad.empty:
+        return pd.DataFrame([{"λ": "no gradual-quantization runs yet"}])
+    gran = sorted(set(grad["granularity"]))[0]
+    plain = _plain(df[df["granularity"] == gran])
+    starts = sorted(set(int(k) for k in grad["scale_from_epoch"]))
+    rows = []
+    for param in sorted(set(float(p) for p in grad["param"])):
+        row = {"λ": _lam(param), "granularity": gran}
+        row["k = 0 (QAT)"] = _cell(_at(plain[plain["mode"] == "qat"], param))
+        for k in starts:
+            at = _at(grad[(grad["granularity"] == gran) & (grad["scale_from_epoch"] == k)], param)
+            row[f"k = {k}"] = _cell(at)
+        row["PTQ (from float)"] = _cell(_at(plain[plain["mode"] == "ptq"], param))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+#: Size budgets of the equal-bytes comparison (bytes of the packed weights).
+EQUAL_BYTES = (20_000, 30_000, 50_000, 70_000, 110_000)
+
+
+def equal_bytes_table(results, dataset: str, size: str = "packed_bytes", budgets=EQUAL_BYTES):
+    """Every method at equal bytes: per method, the best mean accuracy among its settings of at most each budget
+    (settings at their better learning rate, :func:`lqs_core.workflow.aggregate.comparison_settings`)."""
+    import pandas as pd
+
+    settings = aggregate.comparison_settings(results, dataset)
+    settings = settings[settings["method"] != "float"]
+    rows = []
+    for method in sorted(settings["method"].unique(), key=names.method_order):
+        own = settings[settings["method"] == method]
+        row = {"method": names.METHOD_NAMES.get(method, method)}
+        for budget in budgets:
+            fit = own[own[f"{size}_mean"] <= budget]
+            if fit.empty:
+                row[f"≤ {budget / 1000:.0f} kB"] = "–"
+                continue
+            best = fit.sort_values(["val_accuracy_mean", f"{size}_mean"], ascending=[False, True]).iloc[0]
+            row[f"≤ {budget / 1000:.0f} kB"] = f"{100 * best['val_accuracy_mean']:.2f} ({best['setting']})"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def parts_table(results):
+    """How long each part of a profile took: finished runs and summed training time (the runs' ``train_seconds``,
+    one CPU thread each) per part."""
+    import pandas as pd
+
+    def part(row) -> str:
+        variant = str(row.get("variant") or "") if isinstance(row.get("variant"), str) else ""
+        if row["kind"] == "baseline":
+            return "float baselines"
+        if row["family"] == "nested":
+            if variant.startswith("from"):
+                return "gradual quantization"
+            return f"nested, {row['mode'].upper()}" + (f" ({variant})" if variant else "")
+        if row["family"] in lqs_spec.TERMS:
+            return "loss terms"
+        return f"comparator {names.METHOD_NAMES.get(row['family'], row['family'])}"
+
+    df = results.copy()
+    df["part"] = [part(r) for _, r in df.iterrows()]
+    rows = []
+    for name, group in df.groupby("part", sort=False):
+        seconds = pd.to_numeric(group["train_seconds"], errors="coerce").fillna(0.0)
+        rows.append({"part": name, "finished runs": len(group), "training time (h, summed)": f"{seconds.sum() / 3600:.2f}",
+                     "median per run (s)": f"{seconds.median():.0f}"})
+    return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # Values and rendering
 
 
@@ -336,11 +478,17 @@ def report_values(results, results_dir: str, profiles: Optional[Mapping[str, Map
         values["mnist_nested_table"] = aggregate.to_markdown(mnist_nested_table(results, results_dir))
         values["mnist_sizes_table"] = aggregate.to_markdown(sizes_table(results, "mnist", "rowwise"))
         values["mnist_comparison_table"] = aggregate.to_markdown(comparison_table(results, "mnist"))
+        for family in ("nested",) + lqs_spec.TERMS[:3]:
+            values[f"mnist_grid_{family}"] = aggregate.to_markdown(grid_table(results, "mnist", family))
+        values["mnist_operating_points"] = aggregate.to_markdown(operating_points_table(results, "mnist"))
+        values["mnist_gradual_table"] = aggregate.to_markdown(gradual_table(results, "mnist"))
+        values["mnist_equal_bytes"] = aggregate.to_markdown(equal_bytes_table(results, "mnist"))
     if "cifar10" in datasets:
         values["cifar10_nested_table"] = aggregate.to_markdown(cifar_nested_table(results, results_dir))
         values["cifar10_sizes_table"] = aggregate.to_markdown(sizes_table(results, "cifar10", "channelwise"))
         values["cifar10_comparison_table"] = aggregate.to_markdown(comparison_table(results, "cifar10"))
     values["timing_table"] = aggregate.to_markdown(timing_table(results, profiles))
+    values["parts_table"] = aggregate.to_markdown(parts_table(results))
     values["n_runs"] = str(len(results))
     return values
 
@@ -384,9 +532,11 @@ def write_report(config: Mapping, root: str = ".", repo=None) -> str:
         template = f.read()
     values = report_values(results, results_dir, profiles)
     backends = table.backends(results)
-    values.update(backend=", ".join(backends), results_dir=f"results/{name}", figures_dir=f"figures/{name}")
+    values.update(backend=", ".join(backends), results_dir=f"results/{name}", figures_dir=f"figures/{name}",
+                  n_planned=str(len(sweep.expand_runs(config))))
     text = render(template, values)
-    if name != config["name"]:  # the template's words are the TensorFlow profile's: a note under the title
+    if name != config["name"] and f"results/{config['name']}/" in template:
+        # the template's words are the TensorFlow profile's: a note under the title
         note = (f"> Rendered from `results/{name}/` (Keras backend: {', '.join(backends)}), figures in "
                 f"`figures/{name}/`; where the text below names `results/{config['name']}/` or "
                 f"`figures/{config['name']}/`, those are the TensorFlow runs of the same profile.\n\n")

@@ -25,6 +25,7 @@ import pandas as pd
 from lqs_core import __version__, export, provenance
 from lqs_core.atomic import atomic_path, remove_stale, write_text
 from lqs_core.spec import (
+    EXTERNAL_METHODS,
     HISTORY_FILE,
     INTEGERS_FILE,
     METRICS_FILE,
@@ -103,7 +104,7 @@ class RunResult:
         if self.summary is not None:
             write_text(os.path.join(out_dir, SUMMARY_FILE), self.summary.to_csv(index=False), fsync=True)
             files["summary"] = SUMMARY_FILE
-        if self.model is not None and self.config.quantized:
+        if self.model is not None and self.config.quantized and self.config.method not in EXTERNAL_METHODS:
             files["integers"] = self._save_integers(out_dir)
         if self.model is not None:
             with atomic_path(os.path.join(out_dir, MODEL_FILE)) as tmp:

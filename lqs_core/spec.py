@@ -40,7 +40,14 @@ DATASETS = ("digits", "mnist", "cifar10", "imagenette")
 SCHEMES = ("nested", "loss_terms", "float", "ptq_eval")
 MODES = ("qat", "ptq")
 #: Quantization methods (docs/method.md §5): the nested layer and the comparators (:mod:`lqs_core.quantizers`, :mod:`lqs_core.procedures`).
-METHODS = ("nested", "fixed", "lsq", "cgmq", "layer_importance")
+METHODS = ("nested", "fixed", "lsq", "cgmq", "layer_importance", "hgq2", "keras_quantize")
+#: Methods of other libraries (:mod:`lqs_core.external`): HGQ2's learned per-weight bit widths (trained, knob
+#: ``method_options["beta"]``) and Keras' ``model.quantize`` of the float baseline (scheme ``ptq_eval``, bits 4 or 8).
+EXTERNAL_METHODS = ("hgq2", "keras_quantize")
+#: ``method_options`` of ``hgq2`` and their defaults: the strength of HGQ2's bit-width regularizer ``MonoL1``.
+HGQ2_OPTIONS = {"beta": 1e-6}
+#: Bits of ``keras_quantize`` (Keras' int4 / int8 modes).
+KERAS_QUANTIZE_BITS = (4, 8)
 #: Methods that take ``bits`` (2..8): fixed-bit QAT, LSQ, the start of the layer-importance search (and ptq_eval).
 BITS_METHODS = ("fixed", "lsq", "layer_importance")
 #: ``method_options`` of the layer-importance method and their defaults.
@@ -52,7 +59,7 @@ DENSE_DATASETS = ("digits", "mnist")
 #: Datasets that are not bundled with a package (fetched once into the data directory / Keras cache).
 DOWNLOAD_DATASETS = ("mnist", "cifar10", "imagenette")
 #: Comparator families of a workflow profile (``ptq`` = scheme ``ptq_eval``; the others are methods).
-COMPARATORS = ("ptq", "fixed", "lsq", "cgmq", "layer_importance")
+COMPARATORS = ("ptq", "fixed", "lsq", "cgmq", "layer_importance", "hgq2", "keras_quantize")
 
 #: Bit widths of the fixed-bit, LSQ and PTQ quantizers (and the start of the layer-importance search).
 BITS_MIN, BITS_MAX = 2, 8
@@ -234,6 +241,9 @@ class RunConfig:
             optional target mean bits per layer (``min_bits <= budget <= bits``); not allowed otherwise.
         method_options: ``cgmq``: ``gates``, ``direction``, ``gate_lr``, ``gate_init``; ``layer_importance``:
             ``min_bits``, ``finetune_epochs``, ``imprint_samples``; defaults filled in; none for other methods.
+        scale_from_epoch: gradual quantization (the nested scheme with λ > 0 only): the scales stay at their
+            initial value (λ = 0) for the first ``k`` epochs and learn with λ from (0-based) epoch ``k`` on;
+            ``0`` (default): from the start. Must be below ``epochs`` (:mod:`lqs_core.gradual`).
     """
 
     dataset: str
@@ -260,6 +270,7 @@ class RunConfig:
     bits: Optional[int] = None
     budget: Optional[float] = None
     method_options: Dict[str, Any] = field(default_factory=dict)
+    scale_from_epoch: int = 0
 
     def __post_init__(self):
         if self.dataset not in DATASETS:
@@ -324,6 +335,15 @@ class RunConfig:
         self.image_size = _integer("image_size", self.image_size, minimum=1, optional=True)
         if self.image_size is not None and self.dataset != "imagenette":
             raise ValueError(f"image_size: applies to 'imagenette' only, not to {self.dataset!r}.")
+        self.scale_from_epoch = _integer("scale_from_epoch", self.scale_from_epoch, minimum=0)
+        if self.scale_from_epoch:
+            if self.scheme != "nested" or self.method != "nested" or self.threshold == 0:
+                raise ValueError(f"scale_from_epoch: gradual quantization applies to the nested scheme with λ > 0 only, "
+                                 f"got scale_from_epoch={self.scale_from_epoch} with scheme {self.scheme!r}, method "
+                                 f"{self.method!r}, threshold {self.threshold!r}.")
+            if self.scale_from_epoch >= self.epochs:
+                raise ValueError(f"scale_from_epoch: must be below epochs ({self.epochs}) so that the scales learn at "
+                                 f"all, got {self.scale_from_epoch}.")
         self.scale_init = _number("scale_init", self.scale_init, positive=True, allow_zero=False)
         self.scale_min = _number("scale_min", self.scale_min, positive=True, allow_zero=False)
         if self.scale_init < self.scale_min:
@@ -342,20 +362,28 @@ class RunConfig:
         if self.scheme == "ptq_eval":
             if self.method == "nested":
                 self.method = "fixed"
-            if self.method != "fixed":
-                raise ValueError(f"method: scheme 'ptq_eval' uses min-max fixed-bit quantizers (method 'fixed'), got "
-                                 f"{self.method!r}.")
+            if self.method not in ("fixed", "keras_quantize"):
+                raise ValueError(f"method: scheme 'ptq_eval' uses min-max fixed-bit quantizers (method 'fixed') or "
+                                 f"Keras' model.quantize ('keras_quantize'), got {self.method!r}.")
+            if self.method == "keras_quantize" and self.bits not in KERAS_QUANTIZE_BITS:
+                raise ValueError(f"bits: method 'keras_quantize' takes bits in {list(KERAS_QUANTIZE_BITS)} (Keras' "
+                                 f"int4 / int8), got {self.bits!r}.")
             if not self.float_weights:
                 raise ValueError("float_weights: scheme 'ptq_eval' needs the path of the float baseline.")
             self.mode = "ptq"
         elif self.method != "nested" and self.scheme != "nested":
             raise ValueError(f"method: {self.method!r} is trained with the task loss (scheme 'nested', the default), "
                              f"not with scheme {self.scheme!r}.")
+        if self.method == "keras_quantize" and self.scheme != "ptq_eval":
+            raise ValueError("method: 'keras_quantize' quantizes the trained float baseline without training: it needs "
+                             "scheme 'ptq_eval'.")
+        if self.method == "hgq2" and self.mode != "qat":
+            raise ValueError(f"mode: method 'hgq2' trains from scratch (qat), got {self.mode!r}.")
         if self.method != "nested" and self.threshold != 0:
             raise ValueError(f"threshold: λ applies to method 'nested' only, got threshold={self.threshold!r} with "
                              f"method {self.method!r}.")
 
-        if self.method in BITS_METHODS:
+        if self.method in BITS_METHODS or self.method == "keras_quantize":
             if self.bits is None:
                 raise ValueError(f"bits: method {self.method!r} needs bits (an integer in 2..8).")
             self.bits = check_bits(self.bits, "bits")
@@ -382,6 +410,13 @@ class RunConfig:
                                                   minimum=0)
             options["imprint_samples"] = _integer("method_options['imprint_samples']", options["imprint_samples"],
                                                   minimum=1)
+        elif self.method == "hgq2":
+            unknown = sorted(set(options) - set(HGQ2_OPTIONS))
+            if unknown:
+                raise ValueError(f"method_options: unknown option(s) {unknown} for 'hgq2'; allowed: "
+                                 f"{', '.join(HGQ2_OPTIONS)}.")
+            options = {**HGQ2_OPTIONS, **options}
+            options["beta"] = _number("method_options['beta']", options["beta"], positive=True)
         elif options:
             raise ValueError(f"method_options: method {self.method!r} takes no options, got {options!r}.")
         self.method_options = options
@@ -401,8 +436,9 @@ class RunConfig:
     @property
     def quantizer_spec(self) -> Optional[dict]:
         """The kernel quantizer spec of this run's network (:func:`lqs_core.quantizers.get`); ``None`` for the
-        float baseline. Biases take the same method and options at ``scalar`` granularity."""
-        if not self.quantized:
+        float baseline and for the other libraries' methods (:data:`EXTERNAL_METHODS`, which bring their own layers).
+        Biases take the same method and options at ``scalar`` granularity."""
+        if not self.quantized or self.method in EXTERNAL_METHODS:
             return None
         if self.method == "nested":
             return {"method": "nested", "granularity": self.granularity, "threshold": self.threshold,
@@ -492,9 +528,11 @@ def run_id(config: RunConfig, training_suffixes: bool = True) -> str:
     (data, float weights, TensorBoard) and ``jit_compile`` are not part of it.
     """
     c = config
-    parts = [c.dataset, c.scheme if c.method == "nested" or c.scheme == "ptq_eval" else c.method]
+    parts = [c.dataset, c.method if c.method in EXTERNAL_METHODS
+             else c.scheme if c.method == "nested" or c.scheme == "ptq_eval" else c.method]
     if c.quantized:
-        parts.append(c.granularity)
+        if c.method not in EXTERNAL_METHODS:  # their granularity is their library's (per weight / per channel)
+            parts.append(c.granularity)
         parts.extend(method_knobs(c))
         if c.scheme != "ptq_eval":
             parts.append(c.mode)
@@ -535,9 +573,11 @@ def method_knobs(c: RunConfig) -> List[str]:
     ``ft<epochs>``, ``imp<n>``)."""
     if c.scheme == "ptq_eval":
         return [f"b{c.bits}"]
+    if c.method == "hgq2":
+        return [f"beta{_fmt(c.method_options['beta'])}"]
     if c.method == "nested":
         if c.scheme == "nested":
-            return [f"lam{_fmt(c.threshold)}"]
+            return [f"lam{_fmt(c.threshold)}"] + ([f"from{c.scale_from_epoch}"] if c.scale_from_epoch else [])
         return ["+".join(f"{name}{_fmt(g)}" for name, g in sorted(c.terms.items()))]
     o = c.method_options
     if c.method == "cgmq":
@@ -566,12 +606,15 @@ def describe(config: RunConfig) -> str:
     if not c.quantized:
         return f"{c.dataset} float seed={c.seed}"
     if c.scheme == "ptq_eval":
+        if c.method == "keras_quantize":
+            return f"{c.dataset} keras_quantize int{c.bits} seed={c.seed}"
         return f"{c.dataset} ptq_eval {c.granularity} bits={c.bits} seed={c.seed}"
     if c.method != "nested":
         knob = " ".join(method_knobs(c))
-        return f"{c.dataset} {c.method} {c.granularity} {knob} {c.mode} seed={c.seed}"
+        where = "" if c.method in EXTERNAL_METHODS else f" {c.granularity}"
+        return f"{c.dataset} {c.method}{where} {knob} {c.mode} seed={c.seed}"
     if c.scheme == "nested":
-        knob = f"λ={_fmt(c.threshold)}"
+        knob = f"λ={_fmt(c.threshold)}" + (f" from epoch {c.scale_from_epoch}" if c.scale_from_epoch else "")
     else:
         knob = " ".join(f"{name} γ={_fmt(g)}" for name, g in sorted(c.terms.items()))
     return f"{c.dataset} {c.scheme} {c.granularity} {knob} {c.mode} seed={c.seed}"

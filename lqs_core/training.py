@@ -95,6 +95,9 @@ import numpy as np
 import pandas as pd
 
 from lqs_core import data, losses, metrics, models
+from lqs_core.external import hgq2 as external_hgq2
+from lqs_core.external import keras_quantize as external_keras
+from lqs_core.gradual import GradualQuantization
 from lqs_core.layers import quantized_params
 from lqs_core.procedures import CGMQConstraint, assert_budget, bop_cost, select_bits
 from lqs_core.results import RunResult
@@ -118,10 +121,11 @@ class EpochRecorder(keras.callbacks.Callback):
     (``unique_integers``, ``int_range``, ``int_min``, ``int_max``, ``scale_mean/<tensor>``).
     """
 
-    def __init__(self, config: RunConfig, quantized: bool, verbose: int = 1):
+    def __init__(self, config: RunConfig, quantized: bool, verbose: int = 1, stats=None):
         super().__init__()
         self.config = config
         self.quantized = quantized
+        self.stats = stats or metrics.epoch_stats
         self.verbose = verbose
         self.rows: List[dict] = []
         self._start = None
@@ -144,7 +148,7 @@ class EpochRecorder(keras.callbacks.Callback):
             except (TypeError, ValueError):
                 pass
         if self.quantized:
-            row.update(metrics.epoch_stats(self.model))
+            row.update(self.stats(self.model))
         self.rows.append(row)
         if self.verbose > 0:
             print(self.format_line(row), flush=True)
@@ -278,6 +282,20 @@ def _jit_compile(config: RunConfig) -> bool:
     return True if keras.backend.backend() == "jax" else config.jit_compile
 
 
+def steps_per_execution(n_batches: Optional[int]) -> int:
+    """Train steps Keras runs per call of the compiled function (``model.compile(steps_per_execution=...)``).
+
+    TensorFlow: a whole epoch (``n_batches``) per call — the same steps, kernels and order as one step per call
+    (the numbers are bit-identical, tests/test_training.py), without the per-step Python round trip (MNIST MLP, one
+    core: 2.7 s -> 1.4 s per epoch, ``make benchmark``). JAX and PyTorch: 1 — Keras' JAX trainer unrolls
+    ``steps_per_execution`` steps into one XLA program (compile time grows with it), and its per-step overhead is
+    already small.
+    """
+    if keras.backend.backend() != "tensorflow" or not n_batches:
+        return 1
+    return int(n_batches)
+
+
 def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence = ()) -> RunResult:
     """Train one run as ``config`` says and return its :class:`RunResult` (saved to ``out_dir`` if given).
 
@@ -313,8 +331,12 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
         max_val=config.max_val,
         image_size=config.image_size,
     )
-    model = models.build(config.dataset, config.quantizer_spec, seed=config.seed, input_shape=splits.input_shape,
-                         num_classes=splits.num_classes)
+    if config.method == "hgq2":
+        model = external_hgq2.build(config.dataset, config.method_options["beta"], seed=config.seed,
+                                    input_shape=splits.input_shape, num_classes=splits.num_classes)
+    else:
+        model = models.build(config.dataset, config.quantizer_spec, seed=config.seed, input_shape=splits.input_shape,
+                             num_classes=splits.num_classes)
     if config.scheme == "ptq_eval":
         return _ptq_eval(config, model, splits, out_dir)
 
@@ -333,14 +355,18 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
         jit_compile=_jit_compile(config),
+        steps_per_execution=steps_per_execution(-(-splits.n_train // config.batch_size)),
     )
 
-    recorder = EpochRecorder(config, config.quantized, verbose=verbose)
+    recorder = EpochRecorder(config, config.quantized, verbose=verbose,
+                             stats=external_hgq2.epoch_stats if config.method == "hgq2" else None)
     constraint = None
     all_callbacks = [recorder]
     if config.method == "cgmq":
         constraint = CGMQConstraint(config.budget)
         all_callbacks.insert(0, constraint)  # before the recorder: it adds relative_bops to the epoch logs
+    if config.scale_from_epoch:
+        all_callbacks.insert(0, GradualQuantization(config.scale_from_epoch, config.threshold))
     if config.lr_schedule:
         all_callbacks.append(keras.callbacks.LearningRateScheduler(lambda epoch, lr: config.lr_at(epoch)))
     if config.tensorboard_dir:
@@ -372,7 +398,9 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
     last = history.iloc[-1] if len(history) else {}
     report: Dict[str, Any] = {}
     summary = None
-    if config.quantized:
+    if config.method == "hgq2":
+        report.update(external_hgq2.report(model))
+    elif config.quantized:
         report.update(metrics.report(model))
         report.update(_bop_report(model))
         summary = metrics.summary(model)
@@ -446,6 +474,8 @@ def _ptq_eval(config: RunConfig, model, splits, out_dir) -> RunResult:
     if quantized_params(float_model):
         raise ValueError(f"float_weights: {config.float_weights} holds a quantized model; ptq_eval needs the float "
                          "baseline (a run with scheme 'float').")
+    if config.method == "keras_quantize":  # Keras' own model.quantize of the float baseline (lqs_core.external)
+        return _keras_quantize_eval(config, model, float_model, splits, out_dir)
     models.transfer_float_weights(float_model, model)
     del float_model
     model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=_jit_compile(config))
@@ -461,6 +491,29 @@ def _ptq_eval(config: RunConfig, model, splits, out_dir) -> RunResult:
     report.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), accuracy=nan, loss=nan, epochs=0,
                   train_seconds=0.0, n_train=int(splits.n_train), n_val=int(splits.n_val))
     result = RunResult(config=config, model=model, history=history, report=report, summary=metrics.summary(model))
+    if out_dir is not None:
+        result.save(out_dir)
+    return result
+
+
+def _keras_quantize_eval(config: RunConfig, float_twin, float_model, splits, out_dir) -> RunResult:
+    """Method ``keras_quantize``: the float baseline's weights in its twin, ``model.quantize("int<bits>")``,
+    evaluated (no training); sizes by :func:`lqs_core.external.keras_quantize.report`."""
+    float_twin.set_weights(float_model.get_weights())
+    external_keras.quantize(float_twin, config.bits)
+    float_twin.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"], jit_compile=_jit_compile(config))
+    start = time.perf_counter()
+    val_loss, val_accuracy = float_twin.evaluate(splits.val, verbose=0)
+    seconds = time.perf_counter() - start
+    report: Dict[str, Any] = dict(external_keras.report(float_twin, float_model, config.bits))
+    nan = float("nan")
+    history = pd.DataFrame([{"epoch": 0, "loss": nan, "accuracy": nan, "val_loss": float(val_loss),
+                             "val_accuracy": float(val_accuracy), "lr": nan, "epoch_seconds": seconds,
+                             "unique_integers": report["unique_integers"], "int_range": report["int_range"],
+                             "int_min": report["int_min"], "int_max": report["int_max"]}])
+    report.update(val_accuracy=float(val_accuracy), val_loss=float(val_loss), accuracy=nan, loss=nan, epochs=0,
+                  train_seconds=0.0, n_train=int(splits.n_train), n_val=int(splits.n_val))
+    result = RunResult(config=config, model=float_twin, history=history, report=report, summary=None)
     if out_dir is not None:
         result.save(out_dir)
     return result

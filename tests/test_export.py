@@ -170,7 +170,7 @@ def test_file_size_close_to_packed_size(tmp_path):
     rng = np.random.default_rng(0)  # weights from NumPy: the same sizes on every Keras backend
     for *_, variable, _ in quantized_params(model):
         variable.assign(rng.normal(0.0, 0.1, variable.shape).astype(np.float32))
-    info = export.save_integers(model, tmp_path / "m.lqsint", include_other=False)
+    info = export.save_integers(model, tmp_path / "m.lqsint", include_other=False, coding="packed")
     n = info["n_tensors"]
     assert n == 6 and info["other_bytes"] == 0
     # payload = packed size minus the 8-byte min of each tensor (which lives in the header)
@@ -178,6 +178,11 @@ def test_file_size_close_to_packed_size(tmp_path):
     assert info["header_bytes"] <= 64 + 300 * n
     assert info["packed_bytes"] == int(metrics.summary(model)["packed_bytes"].iloc[-1])
     assert info["file_bytes"] < 1.15 * info["packed_bytes"]
+    # entropy-coded (the default): never larger than packed plus the Huffman tables, and metrics knows its size
+    auto = export.save_integers(model, tmp_path / "a.lqsint", include_other=False)
+    assert auto["file_bytes"] == os.path.getsize(tmp_path / "a.lqsint") == metrics.entropy_bytes(model)
+    assert auto["file_bytes"] < info["file_bytes"]
+    assert metrics.report(model)["entropy_bytes"] == auto["file_bytes"]
     with_other = export.save_integers(model, tmp_path / "m2.lqsint")
     assert with_other["other_bytes"] == 4 * 4 * 4  # BatchNorm: 4 float32 vectors of 4
 
@@ -285,17 +290,18 @@ def assert_unchanged(model, before):
 
 
 def split(data):
-    """``(header dict, payload bytearray)`` of a file's bytes."""
-    _, _, header_len, _ = export._PREFIX.unpack_from(data, 0)
+    """``(header dict, payload bytearray)`` of a file's bytes (the header is zlib-compressed JSON since version 2)."""
+    _, version, header_len, _ = export._PREFIX.unpack_from(data, 0)
     start = export._PREFIX.size
-    return json.loads(data[start : start + header_len]), bytearray(data[start + header_len :])
+    raw = data[start : start + header_len]
+    return json.loads(zlib.decompress(raw) if version >= 2 else raw), bytearray(data[start + header_len :])
 
 
 def join(header, body):
     """A file with valid checksums from a (possibly edited) header and payload."""
     body = bytes(body)
     header = dict(header, payload_bytes=len(body), payload_crc32=zlib.crc32(body))
-    hb = json.dumps(header).encode("utf-8")
+    hb = zlib.compress(json.dumps(header).encode("utf-8"))
     return export._PREFIX.pack(export.MAGIC, export.FORMAT_VERSION, len(hb), zlib.crc32(hb)) + hb + body
 
 
@@ -536,6 +542,6 @@ def test_clear_messages_for_foreign_and_cut_files(tmp_path, saved):
         export.read_integers(_write(tmp_path, saved[:-3]))
     with pytest.raises(ValueError, match=r"trailing data after the payload"):
         export.read_integers(_write(tmp_path, saved + b"\0"))
-    future = saved[:6] + struct.pack("<H", 2) + saved[8:]
-    with pytest.raises(ValueError, match="unsupported format version 2; this lqs reads version 1 only"):
+    future = saved[:6] + struct.pack("<H", 3) + saved[8:]
+    with pytest.raises(ValueError, match="unsupported format version 3; this lqs reads versions 1, 2 only"):
         export.read_integers(_write(tmp_path, future))

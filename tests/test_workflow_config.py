@@ -177,7 +177,10 @@ def test_schema_agrees_with_the_vocabulary():
     assert set(defs["granularity"]["enum"]) == set(spec.GRANULARITIES)
     assert tuple(defs["loss_terms"]["properties"]["terms"]["properties"]) == spec.TERMS
     assert tuple(defs["mode"]["enum"]) == spec.MODES
-    assert set(defs["comparators"]["properties"]) == set(spec.COMPARATORS) | {"seeds", "granularities", "modes"}
+    assert set(defs["comparators"]["properties"]) == set(spec.COMPARATORS) | {"seeds", "granularities", "modes",
+                                                                              "learning_rates"}
+    keras_bits = defs["comparators"]["properties"]["keras_quantize"]["properties"]["bits"]["items"]["enum"]
+    assert tuple(sorted(keras_bits)) == spec.KERAS_QUANTIZE_BITS
     assert set(spec.COMPARATORS) - {"ptq"} == set(spec.METHODS) - {"nested"}
     assert (defs["bits"]["minimum"], defs["bits"]["maximum"]) == (spec.BITS_MIN, spec.BITS_MAX)
     cgmq = defs["comparators"]["properties"]["cgmq"]["properties"]
@@ -187,7 +190,8 @@ def test_schema_agrees_with_the_vocabulary():
     assert set(spec.LAYER_IMPORTANCE_OPTIONS) <= set(li)
     assert set(defs["train"]["properties"]) <= set(spec.RunConfig.field_names())
     # the workflow's orders are permutations of the vocabulary, not copies of it
-    assert sorted(names.GRANULARITY_ORDER) == sorted(spec.GRANULARITIES)
+    assert sorted(g for g in names.GRANULARITY_ORDER if g != "weightwise") == sorted(spec.GRANULARITIES)
+    assert set(sweep.EXTERNAL_GRANULARITY.values()) <= set(names.GRANULARITY_ORDER)
     assert names.FAMILIES == ("float", "nested") + spec.TERMS + spec.COMPARATORS
 
 
@@ -421,7 +425,9 @@ def test_comparator_expansion():
 def test_every_profile_runs_every_comparator(name):
     config = wfconfig.validate_config(load(name))
     counts = sweep.count_runs(config)
-    assert all(counts.get(c, 0) > 0 for c in spec.COMPARATORS), counts
+    # lqs' own comparators everywhere; the other libraries' methods (HGQ2, Keras' quantize) in the MNIST profile
+    own = [c for c in spec.COMPARATORS if c not in spec.EXTERNAL_METHODS]
+    assert all(counts.get(c, 0) > 0 for c in own), counts
     assert sweep.comparison_datasets(config) == [d for d in spec.DATASETS if d in config["datasets"]]
     if name == "thesis":
         for ds in config["datasets"].values():
@@ -529,7 +535,7 @@ def test_collect_results(tmp_path):
     nested = df[df["family"] == "nested"]
     assert nested["threshold"].tolist() == nested["param"].tolist()
     # the method column: float, nested, the loss term, the comparator
-    assert set(df["method"]) == {"float", "nested", "maxbin"} | set(spec.COMPARATORS)
+    assert set(df["method"]) == {"float", "nested", "maxbin"} | (set(spec.COMPARATORS) - set(spec.EXTERNAL_METHODS))
     assert (df["method"] == df["family"]).all()
     comp = df[df["method"].isin(spec.COMPARATORS) & (df["seed"] == 42)].set_index("method")
     assert comp["threshold"].isna().all()
@@ -617,12 +623,13 @@ def test_figures_from_synthetic_results(tmp_path):
     fig = pareto.pareto_figure(results, "digits", "nested")
     axes = fig.axes
     assert len(axes) == 2 and axes[0].get_yscale() == "log" and axes[1].get_yscale() == "log"
-    assert axes[1].get_xlabel() == "final validation accuracy"
+    assert axes[1].get_xlabel() == "final validation accuracy [%]"
     assert "unique integers" in axes[0].get_ylabel() and "range" in axes[1].get_ylabel()
     labels = {t.get_text() for t in axes[0].texts}
     assert {"0", "1e-10", "1e-8"} <= labels
     legend = [t.get_text() for t in fig.legends[0].get_texts()]
-    assert legend == [names.MODE_NAMES["qat"], names.MODE_NAMES["ptq"], "float baseline"]
+    assert legend == [names.MODE_NAMES["qat"], names.MODE_NAMES["ptq"], "Pareto front (non-dominated points)",
+                      "λ order (the sweep, not a front)", "float baseline"]
     plt.close(fig)
 
     histories = table.load_histories(results, str(tmp_path / "res"))
@@ -630,7 +637,7 @@ def test_figures_from_synthetic_results(tmp_path):
     assert table.curve_keys(results) == [("digits", "nested", "qat"), ("digits", "nested", "ptq"),
                                          ("digits", "maxbin", "qat")]
     fig = curves.curves_figure(histories, "digits", "nested", "qat")
-    assert fig.axes[0].get_ylabel() == "validation accuracy" and fig.axes[1].get_yscale() == "log"
+    assert fig.axes[0].get_ylabel() == "validation accuracy [%]" and fig.axes[1].get_yscale() == "log"
     assert len(fig.axes[0].get_lines()) == 3 + 1  # three λ + float baseline
     plt.close(fig)
 

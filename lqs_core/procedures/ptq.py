@@ -11,14 +11,18 @@ cloned — and copies all float weights into it (:func:`lqs_core.models.transfer
 with ``Q_N = 2^(b-1)``, ``Q_P = 2^(b-1) - 1``; biases always get one scale. The thesis' comparison sweep uses
 ``b in {2, 3, 4, 8}``; any ``b`` in 2..8 is accepted. The model is compiled (sparse categorical cross-entropy,
 accuracy) so ``model.evaluate`` gives the PTQ accuracy directly, and :func:`lqs_core.metrics.report` its sizes.
+Layers that keep float weights (BatchNorm, a float head, DepthwiseConv2D/Embedding, which this procedure does not
+convert) are named in a ``UserWarning``; :func:`lqs_core.quantize_model` converts every layer type lqs can.
 """
 
 from __future__ import annotations
 
+import warnings
 from typing import Iterable, Optional
 
 import keras
 
+from lqs_core.convert import float_layers
 from lqs_core.granularity import validate_granularity
 from lqs_core.layers import QConv2D, QDense, quantized_params
 from lqs_core.models import transfer_float_weights, twin_layer_names
@@ -61,6 +65,12 @@ def ptq_quantize(float_model, bits: int, per_channel: bool = False, *, granulari
         raise ValueError(f"ptq_quantize: no Dense/Conv2D layer named {missing} in {float_model.name!r}.")
     transfer_float_weights(float_model, model)
     model.lqs_twin_layers = tuple(converted)
+    left = float_layers(model)
+    if left:
+        warnings.warn(f"ptq_quantize: {len(left)} layer(s) of {float_model.name!r} keep float weights: "
+                      + "; ".join(f"{k!r} ({v})" for k, v in left.items())
+                      + ". lqs_core.quantize_model(model, 'fixed', bits=...) quantizes every layer lqs can.",
+                      UserWarning, stacklevel=2)
     if compile:
         model.compile(loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     return model

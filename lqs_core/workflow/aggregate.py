@@ -210,10 +210,27 @@ def to_markdown(df) -> str:
 # Every method of a dataset on the same numbers
 
 
-def comparison_settings(results, dataset: str):
+def strip_lr(variant) -> str:
+    """A variant without its learning-rate part (``lr0.001``, :func:`lqs_core.workflow.sweep.lr_tag`)."""
+    parts = [p for p in str(variant or "").split("-") if p and not (p.startswith("lr") and p[2:3].isdigit())]
+    return "-".join(parts)
+
+
+def best_learning_rate(agg):
+    """Of every setting trained at several learning rates, the row of the rate with the higher mean validation
+    accuracy (ties: the smaller rate); ``agg`` has a ``learning_rate`` column (:func:`comparison_settings`)."""
+    keys = ["method", "granularity", "mode", "param", "variant"]
+    order = agg.sort_values(keys + ["val_accuracy_mean", "learning_rate"], ascending=[True] * 5 + [False, True],
+                            kind="mergesort")
+    return order.drop_duplicates(keys, keep="first").sort_index()
+
+
+def comparison_settings(results, dataset: str, best_lr: bool = True):
     """Every setting of ``dataset`` (method × granularity × mode × param × variant, plus the float baseline as
     method ``float`` with its float32 size and 32 bits per weight), with mean / sd / count over seeds of
-    :data:`COMPARISON_METRICS`, sorted by method, granularity, mode, param."""
+    :data:`COMPARISON_METRICS`, sorted by method, granularity, mode, param. A setting trained at several learning
+    rates (a profile's ``learning_rates``) is shown at the better one (``best_lr``, :func:`best_learning_rate`);
+    the ``learning_rate`` column says which."""
     import pandas as pd
 
     df = results[results["dataset"] == dataset].copy()
@@ -236,7 +253,13 @@ def comparison_settings(results, dataset: str):
     df["param"] = pd.to_numeric(df["param"], errors="coerce").fillna(-1.0)
     if df.empty:
         raise ValueError(f"No runs of {dataset} in the results table.")
-    agg = aggregate_seeds(df, _SETTING_KEYS, COMPARISON_METRICS)
+    lrs = pd.to_numeric(df["learning_rate"], errors="coerce") if "learning_rate" in df.columns else None
+    df["learning_rate"] = lrs.fillna(-1.0) if lrs is not None else -1.0
+    df["variant"] = [strip_lr(v) for v in df["variant"]]
+    agg = aggregate_seeds(df, _SETTING_KEYS + ["learning_rate"], COMPARISON_METRICS)
+    if best_lr:
+        agg = best_learning_rate(agg)
+    agg["learning_rate"] = agg["learning_rate"].where(agg["learning_rate"] > 0)
     agg["_m"] = agg["method"].map(names.method_order)
     agg = agg.sort_values(["_m", "granularity", "mode", "param", "variant"], kind="mergesort").drop(columns="_m")
     agg["param"] = agg["param"].where(agg["param"] >= 0)
@@ -286,6 +309,7 @@ def pareto_points_display(points):
             "setting": r.setting,
             "granularity / mode": " / ".join(x for x in (r.granularity, r.mode) if x) or "–",
             "seeds": int(r.n_seeds),
+            "lr": "–" if (r.learning_rate is None or math.isnan(r.learning_rate)) else f"{r.learning_rate:g}",
             "val acc %": _pm(r.val_accuracy_mean, r.val_accuracy_std, 100),
             "packed bytes": f"{r.packed_bytes_mean:.0f}",
             "bits/weight (fixed)": _pm(r.mean_bits_fixed_mean, r.mean_bits_fixed_std, digits=2),

@@ -202,12 +202,12 @@ def _cross_key_problems(config: Mapping) -> list:
         for epoch in sorted({e for e in epochs if epochs.count(e) > 1}):
             problems.append(f"datasets.{name}.train.lr_schedule: epoch {epoch} appears {epochs.count(epoch)} times "
                             f"in {schedule}; allowed: each epoch once (write the product of its factors)")
-        comp = spec.get("comparators") or {}
         dseeds = spec.get("seeds", config["seeds"])
-        cseeds = comp.get("seeds")
-        if cseeds is not None and not set(cseeds) <= set(dseeds):
-            problems.append(f"datasets.{name}.comparators.seeds: {sorted(set(cseeds) - set(dseeds))} "
-                            f"not among the seeds {dseeds}")
+        for section in ("comparators", "loss_terms", "gradual"):
+            sseeds = (spec.get(section) or {}).get("seeds")
+            if sseeds is not None and not set(sseeds) <= set(dseeds):
+                problems.append(f"datasets.{name}.{section}.seeds: {sorted(set(sseeds) - set(dseeds))} "
+                                f"not among the seeds {dseeds}")
     fig = (config.get("figures") or {}).get("histograms") or {}
     all_seeds = sorted({s for spec in config.get("datasets", {}).values() for s in spec.get("seeds", config["seeds"])})
     if fig.get("seed") is not None and fig["seed"] not in all_seeds:

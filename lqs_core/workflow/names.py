@@ -18,11 +18,12 @@ from lqs_core import spec
 #: schemes (nested λ, each loss term on its own γ grid), then the comparators.
 FAMILIES = ("float", "nested") + spec.TERMS + spec.COMPARATORS
 #: Granularities in the order of a figure's columns (the thesis' three first, per-tensor last).
-GRANULARITY_ORDER = ("rowwise", "columnwise", "channelwise", "outputwise", "scalar")
+GRANULARITY_ORDER = ("rowwise", "columnwise", "channelwise", "outputwise", "scalar", "weightwise")
 
 METHOD_NAMES = {"float": "float baseline", "nested": "nested (λ)", "maxbin": "MaxBin (γ)", "inverse": "Inverse (γ)",
                 "difference": "Difference (γ)", "reconstruction": "Reconstruction (γ)", "ptq": "PTQ min-max",
-                "fixed": "fixed-bit QAT", "lsq": "LSQ", "cgmq": "CGMQ", "layer_importance": "layer importance"}
+                "fixed": "fixed-bit QAT", "lsq": "LSQ", "cgmq": "CGMQ", "layer_importance": "layer importance", "hgq2": "HGQ2",
+                "keras_quantize": "Keras quantize"}
 TERM_NAMES = {"maxbin": "MaxBin", "inverse": "Inverse", "difference": "Difference",
               "reconstruction": "Reconstruction error"}
 MODE_NAMES = {"qat": "QAT (from scratch)", "ptq": "PTQ (from float baseline)"}
@@ -71,6 +72,10 @@ def setting_label(method: str, param, variant: Optional[str] = None) -> str:
         text = f"budget {format_value(param)}"
     elif method == "layer_importance":
         text = f"start {int(param)} bits"
+    elif method == "hgq2":
+        text = f"β={format_value(param)}"
+    elif method == "keras_quantize":
+        text = f"int{int(param)}"
     else:
         text = f"{int(param)} bits"
     if isinstance(variant, str) and variant:
@@ -92,6 +97,10 @@ def curves_stem(dataset: str, family: str, mode: str) -> str:
 
 def histograms_stem(dataset: str, family: str) -> str:
     return f"histograms_{dataset}_{family}"
+
+
+def gradual_stem(dataset: str) -> str:
+    return f"gradual_{dataset}"
 
 
 def comparison_stem(dataset: str) -> str:

@@ -22,6 +22,8 @@ from lqs_core.workflow.config import (DEFAULT_BACKEND, ConfigError, dataset_back
 #: The folder of a run's kind under ``results/<profile>/`` (and ``logs/<profile>/``).
 FOLDERS = {"baseline": "baselines", "run": "runs"}
 #: The figure notebooks (``notebooks/<name>.ipynb``) and their section of the profile's ``figures`` parameters.
+#: The granularity label of the other libraries' methods in the results table (their own, not lqs' scales).
+EXTERNAL_GRANULARITY = {"hgq2": "weightwise", "keras_quantize": "outputwise"}
 FIGURE_NOTEBOOKS = {"fig_pareto": "pareto", "fig_curves": "curves", "fig_histograms": "histograms",
                     "table_compression": "compression", "fig_comparison": "comparison"}
 
@@ -81,8 +83,15 @@ def _comparator_settings(comp: Mapping) -> List[tuple]:
         if not section:
             continue
         grans = list(section.get("granularities") or default_grans)
-        run_modes = [None] if family == "ptq" else list(section.get("modes") or default_modes)
-        if family in ("ptq", "fixed", "lsq"):
+        run_modes = [None] if family in ("ptq", "keras_quantize") else list(section.get("modes") or default_modes)
+        if family == "hgq2":  # HGQ2's own per-weight widths: one label, its regularizer strength swept
+            for beta in section["betas"]:
+                out.append((family, float(beta), [EXTERNAL_GRANULARITY[family]], ["qat"],
+                            {"method_options": {"beta": float(beta)}}))
+        elif family == "keras_quantize":
+            for bits in section["bits"]:
+                out.append((family, int(bits), [EXTERNAL_GRANULARITY[family]], run_modes, {"bits": int(bits)}))
+        elif family in ("ptq", "fixed", "lsq"):
             for bits in section["bits"]:
                 out.append((family, int(bits), grans, run_modes, {"bits": int(bits)}))
         elif family == "cgmq":
@@ -101,6 +110,17 @@ def _comparator_settings(comp: Mapping) -> List[tuple]:
                         fields["budget"] = float(budget)
                     out.append((family, int(bits), grans, run_modes, fields))
     return out
+
+
+def train_lr(train: Mapping, dataset: str) -> float:
+    """The learning rate of a dataset's runs: its ``train`` section's, else the dataset's default."""
+    lr = train.get("learning_rate")
+    return float(spec.DATASET_DEFAULTS[dataset]["learning_rate"] if lr is None else lr)
+
+
+def lr_tag(learning_rate: float) -> str:
+    """The run-id part and variant of a run trained at another learning rate than its profile's: ``lr0.001``."""
+    return f"lr{float(learning_rate):g}"
 
 
 def _points(config: Mapping, dataset: str, results_dir: str):
@@ -125,34 +145,63 @@ def _points(config: Mapping, dataset: str, results_dir: str):
             if term in ds["loss_terms"]["terms"]:
                 sweeps.append((f"datasets.{dataset}.loss_terms.terms.{term}", term, "loss_terms",
                                ds["loss_terms"]["terms"][term]))
+    lr_sweeps = []  # the nested λ grid again at other learning rates (nested.learning_rates)
+    extra_lrs = (ds.get("nested") or {}).get("learning_rates")
+    if extra_lrs:
+        lr_sweeps.append((f"datasets.{dataset}.nested.learning_rates", extra_lrs))
     for where, family, scheme, params in sweeps:
-        for granularity in granularities(ds, scheme):
-            for mode in modes(ds, scheme):
-                for param in params:
-                    for seed in seeds:
-                        cfg = {"dataset": dataset, "scheme": scheme, "granularity": granularity, "mode": mode,
-                               "seed": seed, **train}
-                        if scheme == "nested":
-                            cfg["threshold"] = float(param)
-                        else:
-                            cfg["terms"] = {family: float(param)}
-                        base = None
-                        if mode == "ptq":
-                            base, cfg["float_weights"] = float_weights(seed)
-                        yield where, "run", family, granularity, mode, float(param), seed, cfg, base
+        settings = [(g, m, None) for g in granularities(ds, scheme) for m in modes(ds, scheme)]
+        if scheme == "nested":
+            for _, section in lr_sweeps:
+                grans = section.get("granularities") or granularities(ds, scheme)[:1]
+                settings += [(g, m, float(lr)) for lr in section["values"] for g in grans
+                             for m in section.get("modes") or ["qat"]]
+        section_seeds = [s for s in seeds if s in (ds[scheme].get("seeds") or seeds)]
+        for granularity, mode, lr in settings:
+            for param in params:
+                for seed in section_seeds:
+                    cfg = {"dataset": dataset, "scheme": scheme, "granularity": granularity, "mode": mode,
+                           "seed": seed, **train}
+                    if lr is not None:
+                        cfg["learning_rate"] = lr
+                    if scheme == "nested":
+                        cfg["threshold"] = float(param)
+                    else:
+                        cfg["terms"] = {family: float(param)}
+                    base = None
+                    if mode == "ptq":
+                        base, cfg["float_weights"] = float_weights(seed)
+                    yield where, "run", family, granularity, mode, float(param), seed, cfg, base
+    gradual = ds.get("gradual")
+    if gradual:  # gradual quantization: λ switched on at epoch k (lqs_core.gradual), QAT from scratch
+        for granularity in gradual.get("granularities") or list(ds["granularities"])[:1]:
+            for start in gradual["start_epochs"]:
+                for param in gradual["thresholds"]:
+                    for seed in [s for s in seeds if s in gradual.get("seeds", seeds)]:
+                        cfg = {"dataset": dataset, "scheme": "nested", "granularity": granularity, "mode": "qat",
+                               "seed": seed, "threshold": float(param), "scale_from_epoch": int(start), **train}
+                        yield (f"datasets.{dataset}.gradual", "run", "nested", granularity, "qat", float(param),
+                               seed, cfg, None)
     comp = ds.get("comparators") or {}
     comp_seeds = [s for s in seeds if s in comp.get("seeds", seeds)]
+    comp_lrs = [None] + [float(lr) for lr in comp.get("learning_rates") or [] if float(lr) != train_lr(train, dataset)]
     for family, param, grans, run_modes, fields in _comparator_settings(comp):
         for granularity in grans:
-            for mode in run_modes:
+            for mode, lr in [(m, lr) for m in run_modes for lr in (comp_lrs if m is not None else [None])]:
                 for seed in comp_seeds:
                     cfg = {"dataset": dataset, "granularity": granularity, "seed": seed, **train, **fields}
-                    if family == "ptq":
+                    if lr is not None:
+                        cfg["learning_rate"] = lr
+                    if family in EXTERNAL_GRANULARITY:  # not an lqs granularity: the config keeps a valid one
+                        cfg["granularity"] = "outputwise"
+                    if family == "keras_quantize":
+                        cfg.update(scheme="ptq_eval", method=family)
+                    elif family == "ptq":
                         cfg["scheme"] = "ptq_eval"
                     else:
                         cfg.update(scheme="nested", method=family, mode=mode)
                     base = None
-                    if family == "ptq" or mode == "ptq":
+                    if family in ("ptq", "keras_quantize") or mode == "ptq":
                         base, cfg["float_weights"] = float_weights(seed)
                     yield (f"datasets.{dataset}.comparators.{family}", "run", family, granularity, mode,
                            float(param), seed, cfg, base)
@@ -184,7 +233,11 @@ def expand_runs(config: Mapping, results_dir: Optional[str] = None, source: str 
                     break
                 continue
             rid = spec.run_id(run_config, training_suffixes=False)
-            variant = "-".join(spec.method_knobs(run_config)[1:]) or None
+            knobs = spec.method_knobs(run_config)[1:]
+            if kind == "run" and run_config.learning_rate != train_lr(_train_fields(config, dataset), dataset):
+                rid += "-" + lr_tag(run_config.learning_rate)
+                knobs.append(lr_tag(run_config.learning_rate))
+            variant = "-".join(knobs) or None
             run = Run(rid, kind, dataset, family, gran, mode, param, seed, cfg, base, variant, backend)
             (baselines if kind == "baseline" else runs).append(run)
     runs = baselines + runs  # every dataset's baselines first
@@ -220,50 +273,68 @@ def needs_fetch(config: Mapping) -> List[str]:
 # The figures a profile gets
 
 
-def sweep_families(config: Mapping) -> List[tuple]:
+def _runs_of(config: Mapping, runs=None):
+    return list(runs) if runs is not None else expand_runs(config)
+
+
+def sweep_families(config: Mapping, runs=None) -> List[tuple]:
     """``[(dataset, family), ...]`` of the thesis' sweeps in ``config`` (one Pareto / histogram figure each; the
-    comparators are drawn in the comparison figure only)."""
-    return sorted({(r.dataset, r.family) for r in expand_runs(config)
-                   if r.kind == "run" and r.family not in spec.COMPARATORS},
+    comparators are drawn in the comparison figure only); ``runs``: only these (a partial results table)."""
+    return sorted({(r.dataset, r.family) for r in _runs_of(config, runs)
+                   if r.kind == "run" and r.family not in spec.COMPARATORS and r.variant is None},
                   key=lambda t: (spec.DATASETS.index(t[0]), names.family_order(t[1])))
 
 
-def curve_modes(config: Mapping) -> List[tuple]:
+def curve_modes(config: Mapping, runs=None) -> List[tuple]:
     """``[(dataset, family, mode), ...]`` that get a training-curves figure."""
     wanted = (config.get("figures") or {}).get("curves", {}).get("modes")
-    found = sorted({(r.dataset, r.family, r.mode) for r in expand_runs(config)
-                    if r.kind == "run" and r.family not in spec.COMPARATORS},
+    found = sorted({(r.dataset, r.family, r.mode) for r in _runs_of(config, runs)
+                    if r.kind == "run" and r.family not in spec.COMPARATORS and r.variant is None},
                    key=lambda t: (spec.DATASETS.index(t[0]), names.family_order(t[1]), spec.MODES.index(t[2])))
     return [t for t in found if wanted is None or t[2] in wanted]
 
 
-def comparison_datasets(config: Mapping) -> List[str]:
+def comparison_datasets(config: Mapping, runs=None) -> List[str]:
     """Datasets of ``config`` that get a comparison figure and Pareto table: those with at least one comparator."""
+    if runs is not None:
+        present = {r.dataset for r in runs if r.family in spec.COMPARATORS}
+        return [d for d in spec.DATASETS if d in present]
     return [d for d in spec.DATASETS if d in config["datasets"]
             and any((config["datasets"][d].get("comparators") or {}).get(c) for c in spec.COMPARATORS)]
 
 
-def figure_stems(config: Mapping) -> Dict[str, List[str]]:
-    """The figure files (without extension) each figure notebook writes into ``figures/<name>/``."""
-    fams = sweep_families(config)
+def gradual_datasets(config: Mapping, runs=None) -> List[str]:
+    """Datasets with gradual-quantization runs (variant ``from<k>``): they get a gradual-quantization figure."""
+    present = {r.dataset for r in _runs_of(config, runs)
+               if r.family == "nested" and str(r.variant or "").startswith("from")}
+    return [d for d in spec.DATASETS if d in present]
+
+
+def figure_stems(config: Mapping, runs=None) -> Dict[str, List[str]]:
+    """The figure files (without extension) each figure notebook writes into ``figures/<name>/``; ``runs``: of
+    these runs only (``partial`` results, see docs/workflow.md), else of every run of ``config``."""
+    runs = _runs_of(config, runs)
+    fams = sweep_families(config, runs)
     return {
         "fig_pareto": [names.pareto_stem(d, f) for d, f in fams],
-        "fig_curves": [names.curves_stem(d, f, m) for d, f, m in curve_modes(config)],
+        "fig_curves": [names.curves_stem(d, f, m) for d, f, m in curve_modes(config, runs)]
+        + [names.gradual_stem(d) for d in gradual_datasets(config, runs)],
         "fig_histograms": [names.histograms_stem(d, f) for d, f in fams],
         "table_compression": ["compression"],
-        "fig_comparison": [names.comparison_stem(d) for d in comparison_datasets(config)],
+        "fig_comparison": [names.comparison_stem(d) for d in comparison_datasets(config, runs)],
     }
 
 
-def figure_outputs(config: Mapping, figures_dir: str) -> Dict[str, List[str]]:
+def figure_outputs(config: Mapping, figures_dir: str, runs=None) -> Dict[str, List[str]]:
     """Every file of every figure notebook: PNG and PDF per figure, plus the tables' CSV and Markdown files."""
+    runs = _runs_of(config, runs)
     out = {}
-    for notebook, stems in figure_stems(config).items():
+    for notebook, stems in figure_stems(config, runs).items():
         files = [os.path.join(figures_dir, f"{s}.{ext}") for s in stems for ext in ("png", "pdf")]
         if notebook == "table_compression":
             files += [os.path.join(figures_dir, name) for name in names.TABLE_FILES]
         if notebook == "fig_comparison":
             files += [os.path.join(figures_dir, f"{names.pareto_table_stem(d)}.{ext}")
-                      for d in comparison_datasets(config) for ext in ("csv", "md")]
+                      for d in comparison_datasets(config, runs) for ext in ("csv", "md")]
         out[notebook] = files
     return out

@@ -167,14 +167,15 @@ def load_histories(results, results_dir):
 
     Returns a long DataFrame with the run columns (``run_id``, ``kind``, ``dataset``, ``family``,
     ``granularity``, ``mode``, ``seed``, ``param``) and the history's columns (``epoch``, ``val_accuracy``, ...).
-    The ``ptq`` comparator runs (quantized, evaluated, never trained: one row at epoch 0) are left out.
+    The untrained comparator runs (``ptq``, ``keras_quantize``: quantized and evaluated, one row at epoch 0) are
+    left out.
     """
     import pandas as pd
 
-    keep = ["run_id", "kind", "dataset", "family", "granularity", "mode", "seed", "param"]
+    keep = ["run_id", "kind", "dataset", "family", "granularity", "mode", "seed", "param", "variant"]
     frames = []
     for row in results.sort_values("run_id").itertuples(index=False):
-        if getattr(row, "family") == "ptq":
+        if getattr(row, "family") in ("ptq", "keras_quantize"):
             continue
         rel = getattr(row, "history")
         if not isinstance(rel, str) or not rel:
@@ -192,7 +193,10 @@ def load_histories(results, results_dir):
 
 def thesis_runs(results):
     """The quantized runs of the thesis' schemes (nested, loss terms): no comparators."""
-    return results[(results["kind"] == "run") & ~results["family"].isin(spec.COMPARATORS)]
+    runs = results[(results["kind"] == "run") & ~results["family"].isin(spec.COMPARATORS)]
+    if "variant" in runs.columns:  # the thesis' settings only: no other learning rate, no gradual quantization
+        runs = runs[runs["variant"].isna() | (runs["variant"].astype(str) == "")]
+    return runs
 
 
 def result_families(results) -> List[tuple]:

@@ -41,11 +41,18 @@ try:
     RUNS = sweep.runs_by_id(sweep.expand_runs(CFG, results_dir=RESULTS, source=SOURCE))
 except profile.ConfigError as error:
     raise WorkflowError(str(error)) from None
+# `--config partial=true` (make figures PARTIAL=1): the results table, figures and report of the runs finished so
+# far, for a long profile that lands in parts; nothing is trained (use it with --allowed-rules, as `make figures`).
+PARTIAL = str(CFG.get("partial", False)).lower() == "true"
+if PARTIAL:
+    RUNS = {i: r for i, r in RUNS.items() if os.path.exists(os.path.join(r.directory(RESULTS), spec.METRICS_FILE))}
+    if not RUNS:
+        raise WorkflowError(f"partial=true: no finished run in {RESULTS}/ yet.")
 
 FIGURES = f"figures/{NAME}"
 LOGS = f"logs/{NAME}"
 THREADS = int(CFG["threads"])
-FIGURE_OUTPUTS = sweep.figure_outputs(CFG, FIGURES)
+FIGURE_OUTPUTS = sweep.figure_outputs(CFG, FIGURES, runs=list(RUNS.values()))
 FETCH = sweep.needs_fetch(CFG)
 FIG_PARAMS = CFG.get("figures") or {}
 REPORT = CFG.get("report")

@@ -3,36 +3,85 @@
 from __future__ import annotations
 
 import math
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence
 
 from lqs_core import spec
 from lqs_core.workflow.aggregate import baseline_accuracy, comparison_settings, pareto_mask
+from lqs_core.workflow.figures.style import (ACCURACY_LABEL, PERCENT, ZOOM_MARGIN, accuracy_limits, clip_low,
+                                             mark_cut, place_labels, seeds_text)
 from lqs_core.workflow.names import METHOD_NAMES, format_value, method_order
 
 #: x axes of the comparison figure: (column, axis label, base of the log x-axis).
 COMPARISON_AXES = (("packed_bytes", "packed size of the quantized weights [kB] (log)", 10),
                    ("mean_bits_fixed", "bits per weight, fixed width (mean over weights; log)", 2),
                    ("entropy_bits_per_weight", "bits per weight, entropy of the integers (log)", 2))
+#: Marker of every method (matplotlib marker codes).
+MARKERS = {"float": "*", "nested": "o", "maxbin": "v", "inverse": "^", "difference": "<", "reconstruction": ">",
+           "ptq": "s", "fixed": "D", "lsq": "P", "cgmq": "X", "layer_importance": "h", "hgq2": "d",
+           "keras_quantize": "p"}
+#: Colours of the methods beyond tab10's ten (hgq2, keras_quantize), distinct from those of the others.
+EXTRA_COLORS = {"hgq2": "#1b1b6e", "keras_quantize": "#8b0000"}
+#: Short granularity names for point labels that would otherwise be the same.
+_GRAN_SHORT = {"scalar": "tensor", "outputwise": "chan", "channelwise": "chan", "rowwise": "row",
+               "columnwise": "col", "weightwise": "weight"}
 
 
 def _method_styles(methods: Sequence[str]) -> Dict[str, dict]:
     import seaborn as sns
 
     palette = sns.color_palette("tab10", 10)
-    markers = {"float": "*", "nested": "o", "maxbin": "v", "inverse": "^", "difference": "<",
-               "reconstruction": ">", "ptq": "s", "fixed": "D", "lsq": "P", "cgmq": "X", "layer_importance": "h"}
     styles = {}
     for m in methods:
         k = method_order(m)
-        styles[m] = {"color": "black" if m == "float" else palette[(k - 1) % 10], "marker": markers.get(m, "o")}
+        if m == "float":
+            color = "black"
+        elif m in EXTRA_COLORS:
+            color = EXTRA_COLORS[m]
+        else:
+            color = palette[(k - 1) % 10]
+        styles[m] = {"color": color, "marker": MARKERS.get(m, "o")}
     return styles
 
 
+def _missing(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def _short_label(method: str, param) -> str:
-    """The point label of a comparator setting in the comparison figure: ``4b`` (bits), ``0.1`` (CGMQ budget)."""
-    if param is None or (isinstance(param, float) and math.isnan(param)):
+    """The point label of a setting in the comparison figure: ``4b`` (bits), ``0.1`` (CGMQ budget), ``β1e-6``
+    (HGQ2's regularizer), ``int8`` (Keras quantize), ``λ1e-10`` / ``γ1e-13`` (the thesis' schemes)."""
+    if method == "float" or _missing(param):
         return ""
-    return format_value(param) if method == "cgmq" else f"{int(param)}b"
+    if method == "cgmq":
+        return format_value(param)
+    if method == "hgq2":
+        return f"β{format_value(param)}"
+    if method == "keras_quantize":
+        return f"int{int(param)}"
+    if method == "nested":
+        return f"λ{format_value(param)}"
+    if method in spec.TERMS:
+        return f"γ{format_value(param)}"
+    return f"{int(param)}b"
+
+
+def point_labels(agg) -> List[str]:
+    """Short label of every row of :func:`comparison_settings`: :func:`_short_label`, and where one method has
+    several settings with that label, what tells them apart (granularity, mode, variant such as ``from5``)."""
+    base = [_short_label(m, p) for m, p in zip(agg["method"], agg["param"])]
+    keys = list(zip(agg["method"], base))
+    extra = []
+    for i, key in enumerate(keys):
+        same = [j for j, k in enumerate(keys) if k == key]
+        parts = []
+        if len(same) > 1 and base[i]:
+            for col, short in (("granularity", _GRAN_SHORT), ("mode", {}), ("variant", {})):
+                values = {str(agg[col].iloc[j]) for j in same}
+                value = str(agg[col].iloc[i])
+                if len(values) > 1 and value:
+                    parts.append(short.get(value, value))
+        extra.append("/".join(parts))
+    return [b + ("/" + e if e else "") for b, e in zip(base, extra)]
 
 
 def _plain_log_x(ax, base: int = 10) -> None:
@@ -47,61 +96,90 @@ def _plain_log_x(ax, base: int = 10) -> None:
     ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
 
 
-def comparison_figure(results, dataset: str):
+def comparison_figure(results, dataset: str, margin: float = ZOOM_MARGIN):
     """Accuracy vs. size for every method of ``dataset`` on the same axes (one figure per dataset).
 
-    Panels: final validation accuracy against the packed size of the quantized weights (log x), the fixed-width
-    bits per weight and the entropy of the integers in bits per weight. Every setting of every method is one
-    point (mean over seeds, error bars ± one standard deviation in x and y); each method's own Pareto front in the
-    panel's plane (most accurate for its size) is drawn as a line; the float baseline as a star at its float32 size
-    / 32 bits and as a dashed accuracy line. Comparator points are labelled by their bits (``4b``) or CGMQ budget.
+    Panels: final validation accuracy [%] against the packed size of the quantized weights (log x), the
+    fixed-width bits per weight and the entropy of the integers in bits per weight. Every setting of every method
+    is one point (mean over seeds, error bars ± one standard deviation in x and y); each method's own Pareto front
+    in the panel's plane (the most accurate setting for its size: only non-dominated settings, as the staircase
+    of what is reachable) is a line; the float baseline a star at its float32 size / 32 bits and a dashed line.
+
+    The accuracy axis shows the band where the methods differ: from a bit below the lowest setting within
+    ``margin`` points of the float baseline up. Settings below it are drawn on the axis' lower edge (cut marks on
+    the spine), labelled with their accuracy, so that no setting is left out. Comparator points are labelled by
+    their bits (``4b``), CGMQ budget (``0.1``), HGQ2 β (``β1e-6``) or Keras mode (``int8``), without overlaps.
     """
     import matplotlib.pyplot as plt
 
     agg = comparison_settings(results, dataset)
+    agg = agg.assign(acc=agg["val_accuracy_mean"] * PERCENT, acc_sd=agg["val_accuracy_std"] * PERCENT,
+                     label=point_labels(agg))
     methods = sorted(agg["method"].unique(), key=method_order)
     styles = _method_styles(methods)
-    fig, axes = plt.subplots(1, len(COMPARISON_AXES), figsize=(4.0 * len(COMPARISON_AXES), 4.2), sharey=True,
+    base = baseline_accuracy(results, dataset)
+    base = None if base is None else base * PERCENT
+    low, high = accuracy_limits(agg["acc"], None, base, margin)
+    cut = bool((agg["acc"] < low).any())
+    fig, axes = plt.subplots(1, len(COMPARISON_AXES), figsize=(4.3 * len(COMPARISON_AXES), 4.6), sharey=True,
                              squeeze=False)
     axes = axes[0]
-    base = baseline_accuracy(results, dataset)
+    labels_of = []  # per axes: (x, y, text, colour) and the markers drawn
     for ax, (metric, xlabel, log) in zip(axes, COMPARISON_AXES):  # log: base of the log x-axis
         scale = 1e-3 if metric == "packed_bytes" else 1.0  # bytes -> kB
+        items, marks = [], []
         for m in methods:
-            a = agg[(agg["method"] == m) & agg[f"{metric}_mean"].notna()].copy()
+            a = agg[(agg["method"] == m) & agg[f"{metric}_mean"].notna()]
             if a.empty:
                 continue
-            a[f"{metric}_mean"] *= scale
-            a[f"{metric}_std"] *= scale
+            x, xsd = a[f"{metric}_mean"] * scale, a[f"{metric}_std"] * scale
+            y = clip_low(a["acc"], low)
+            below = (a["acc"] < low).to_numpy()
             st = styles[m]
-            ax.errorbar(a[f"{metric}_mean"], a["val_accuracy_mean"], xerr=a[f"{metric}_std"],
-                        yerr=a["val_accuracy_std"], linestyle="none", marker=st["marker"], color=st["color"],
-                        markersize=7 if m == "float" else 4, alpha=0.55 if m != "float" else 1.0, elinewidth=0.6,
-                        capsize=1.5, label=METHOD_NAMES.get(m, m))
+            kw = {"linestyle": "none", "marker": st["marker"], "color": st["color"],
+                  "markersize": 8 if m == "float" else 4.5, "alpha": 1.0 if m == "float" else 0.6}
+            bars = ax.errorbar(x[~below], y[~below], xerr=xsd[~below], yerr=a["acc_sd"][~below], elinewidth=0.6,
+                               capsize=1.5, label=METHOD_NAMES.get(m, m), **kw)
+            for part in bars.lines[1] + bars.lines[2]:  # error bars lighter than the points
+                part.set_alpha(0.35)
+            if below.any():  # on the lower edge, drawn over the spine
+                ax.plot(x[below], y[below], clip_on=False, zorder=4, markeredgecolor="white", markeredgewidth=0.5,
+                        **kw)
             if m != "float" and len(a) > 1:
-                front = a[pareto_mask(a["val_accuracy_mean"], a[f"{metric}_mean"])].sort_values(f"{metric}_mean")
-                ax.plot(front[f"{metric}_mean"], front["val_accuracy_mean"], color=st["color"], linewidth=1.3,
-                        drawstyle="steps-post", marker=st["marker"], markersize=4)
-            if m in spec.COMPARATORS:
-                for x, y, p in zip(a[f"{metric}_mean"], a["val_accuracy_mean"], a["param"]):
-                    ax.annotate(_short_label(m, p), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=6,
-                                color=st["color"])
+                on = pareto_mask(a["acc"], x)
+                order = x[on].sort_values(kind="mergesort").index
+                ax.plot(x[order], clip_low(a.loc[order, "acc"], low), color=st["color"], linewidth=1.3,
+                        drawstyle="steps-post", alpha=0.9)
+            marks += list(zip(x, y))
+            for xi, yi, acc, text, is_below in zip(x, y, a["acc"], a["label"], below):
+                if is_below:
+                    text = f"{text} {acc:.1f}%".strip()
+                elif m not in spec.COMPARATORS:
+                    continue
+                items.append((xi, yi, text, st["color"]))
+        labels_of.append((items, marks))
         if base is not None:
             ax.axhline(base, color="0.3", linestyle="--", linewidth=0.9)
         if log:
             ax.set_xscale("log", base=log, nonpositive="mask")
             _plain_log_x(ax, log)
         ax.set_xlabel(xlabel)
-    axes[0].set_ylabel("final validation accuracy")
-    handles, labels = axes[0].get_legend_handles_labels()
+    axes[0].set_ylim(low, high)
+    axes[0].set_ylabel(ACCURACY_LABEL)
+    if cut:
+        for ax in axes:
+            mark_cut(ax, "y")
     fig.tight_layout()
-    ncol = min(len(labels), 6)
+    for ax, (items, marks) in zip(axes, labels_of):
+        ax.set_xlim(ax.get_xlim())
+        place_labels(ax, items, marks)
+    handles, labels = axes[0].get_legend_handles_labels()
+    ncol = min(len(labels), 7)
     fig.legend(handles, labels, loc="lower center", ncol=ncol, bbox_to_anchor=(0.5, 1.0), frameon=False,
                markerscale=1.3)
-    runs = results[(results["dataset"] == dataset) & (results["kind"] == "run")]
-    n_seeds = sorted(set(runs.groupby(["family", "granularity", "mode", "param"], dropna=False).size()))
-    seeds = "–".join(str(n) for n in (n_seeds[:1] + n_seeds[-1:] if len(n_seeds) > 1 else n_seeds))
-    fig.suptitle(f"{dataset}: all methods, same data, network and seeds — mean ± sd over {seeds} seed(s); "
-                 "lines: each method's Pareto front; star / dashed: float baseline",
-                 y=1.02 + 0.065 * -(-len(labels) // ncol), va="bottom")
+    title = (f"{dataset}: all methods, same data, network and seeds — mean ± sd over {seeds_text(agg['n_seeds'])}; "
+             "lines: each method's Pareto front (non-dominated settings); star / dashed: float baseline")
+    if cut:
+        title += f"\nbelow {low:.1f}%: drawn on the lower edge (cut axis), labelled with their accuracy"
+    fig.suptitle(title, y=1.02 + 0.06 * -(-len(labels) // ncol), va="bottom")
     return fig
