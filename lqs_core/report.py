@@ -535,8 +535,7 @@ def write_report(config: Mapping, root: str = ".", repo=None) -> str:
     values.update(backend=", ".join(backends), results_dir=f"results/{name}", figures_dir=f"figures/{name}",
                   n_planned=str(len(sweep.expand_runs(config))))
     text = render(template, values)
-    if name != config["name"] and f"results/{config['name']}/" in template:
-        # the template's words are the TensorFlow profile's: a note under the title
+    if name != config["name"]:  # the template's words may be the TensorFlow profile's: a note under the title
         note = (f"> Rendered from `results/{name}/` (Keras backend: {', '.join(backends)}), figures in "
                 f"`figures/{name}/`; where the text below names `results/{config['name']}/` or "
                 f"`figures/{config['name']}/`, those are the TensorFlow runs of the same profile.\n\n")
