@@ -25,22 +25,30 @@ class QuantizationLogger(keras.callbacks.Callback):
         sizes: include ``bits_unique``, ``packed_bytes`` and ``entropy_bytes`` (they code every tensor once:
             milliseconds for the thesis' networks).
         prefix: prepended to every key (e.g. ``"q/"``).
+        stats: the function ``model -> dict`` that computes the numbers (default
+            :func:`lqs_core.metrics.epoch_stats`; :func:`lqs_core.external.hgq2.epoch_stats` for an HGQ2 model).
 
-    ``QuantizationLogger(scales=True, sizes=False)`` adds exactly :func:`lqs_core.metrics.epoch_stats`.
+    ``QuantizationLogger(scales=True, sizes=False)`` adds exactly :func:`lqs_core.metrics.epoch_stats`; the
+    workflow's per-epoch history (:class:`lqs_core.training.EpochRecorder`) reads them from the logs it adds.
+    After each epoch, :attr:`last_keys` holds the keys it added (with ``prefix``), in order.
     """
 
-    def __init__(self, scales: bool = False, sizes: bool = True, prefix: str = ""):
+    def __init__(self, scales: bool = False, sizes: bool = True, prefix: str = "", stats=None):
         super().__init__()
+        if stats is not None and not callable(stats):
+            raise ValueError(f"QuantizationLogger: stats must be a function model -> dict or None, got {stats!r}.")
         for name, value in (("scales", scales), ("sizes", sizes)):
             if not isinstance(value, bool):
                 raise ValueError(f"QuantizationLogger: {name} must be True or False, got {value!r}.")
         if not isinstance(prefix, str):
             raise ValueError(f"QuantizationLogger: prefix must be a string, got {prefix!r}.")
         self.scales, self.sizes, self.prefix = bool(scales), bool(sizes), prefix
+        self.stats_fn = stats or metrics.epoch_stats
+        self.last_keys: list = []
 
     def stats(self) -> dict:
         """The numbers one epoch end adds (without ``prefix``): python ints and floats."""
-        stats = metrics.epoch_stats(self.model)
+        stats = self.stats_fn(self.model)
         if not self.scales:
             stats = {k: v for k, v in stats.items() if not k.startswith("scale_mean/")}
         if self.sizes:
@@ -53,7 +61,9 @@ class QuantizationLogger(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if logs is None:
             return
-        logs.update({f"{self.prefix}{k}": v for k, v in self.stats().items()})
+        added = {f"{self.prefix}{k}": v for k, v in self.stats().items()}
+        self.last_keys = list(added)
+        logs.update(added)
 
 
 __all__ = ["QuantizationLogger"]

@@ -1,7 +1,8 @@
 """The integer file (``.lqsint``), format version 2: bytes from integer tensors, scales and raw weights.
 
-This module only writes the bytes (so that :mod:`lqs_core.metrics` can measure a model's file size without a file);
-:mod:`lqs_core.export` writes files, reads versions 1 and 2 and loads them into models. The format, with a
+This module builds the bytes (so that :mod:`lqs_core.metrics` can measure a model's file size without a file) and
+reads and checks files of versions 1 and 2 (numpy only); :mod:`lqs_core.export` writes files and loads them into
+models. The format, with a
 reader in plain numpy, is documented in docs/deploy.md. All little-endian::
 
     offset 0   6 bytes   magic b"LQSINT"
@@ -107,5 +108,184 @@ def build(tensors: Iterable[dict], other: Optional[Iterable[Tuple[str, np.ndarra
                   "header_bytes": PREFIX.size + len(header_bytes), "n_tensors": len(entries)}
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "PREFIX", "READ_VERSIONS", "build", "decode_header",
-           "encode_header"]
+# ---------------------------------------------------------------------------------------------------------------
+# Read (versions 1 and 2)
+
+
+def scale_problem(s) -> Optional[str]:
+    """``None`` if every value of the scale ``s`` is finite and > 0, else what is wrong with it."""
+    s = np.asarray(s, dtype=np.float64)
+    bad = ~(np.isfinite(s) & (s > 0))
+    if not bad.any():
+        return None
+    values = s[bad].ravel()
+    shown = ", ".join(f"{v:.6g}" for v in values[:3]) + (", ..." if values.size > 3 else "")
+    return f"{int(bad.sum())} of {s.size} scale value(s) are not finite and > 0 ({shown}); a scale must be a finite float > 0"
+
+
+def read_file(path) -> Tuple[dict, bytes]:
+    with open(path, "rb") as f:
+        blob = f.read()
+    if len(blob) < PREFIX.size:
+        raise ValueError(
+            f"{path}: truncated file or not an lqs integer file: {len(blob)} bytes, shorter than the "
+            f"{PREFIX.size}-byte prefix (magic {MAGIC!r}, format version, header length, header CRC-32)."
+        )
+    magic, version, header_len, header_crc = PREFIX.unpack_from(blob, 0)
+    if magic != MAGIC:
+        raise ValueError(
+            f"{path}: not an lqs integer file: it starts with {magic!r}, an lqs integer file starts with {MAGIC!r}."
+        )
+    if version not in READ_VERSIONS:
+        raise ValueError(f"{path}: unsupported format version {version}; this lqs reads versions "
+                         f"{', '.join(map(str, READ_VERSIONS))} only.")
+    header_bytes = blob[PREFIX.size : PREFIX.size + header_len]
+    if len(header_bytes) != header_len:
+        raise ValueError(
+            f"{path}: truncated file: the header is {header_len} bytes, only {len(header_bytes)} follow the prefix."
+        )
+    if zlib.crc32(header_bytes) != header_crc:
+        raise ValueError(f"{path}: corrupt file (header checksum mismatch).")
+    try:
+        header = decode_header(header_bytes, version)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: corrupt header (a JSON {type(header).__name__}, expected an object).")
+    if header.get("format") != FORMAT_NAME or header.get("version") != version:
+        raise ValueError(
+            f"{path}: unsupported format {header.get('format')!r} version {header.get('version')!r} "
+            f"(expected {FORMAT_NAME!r} version {version}, as the file's prefix says)."
+        )
+    for key in ("payload_bytes", "payload_crc32"):
+        if not _is_int(header.get(key)) or header[key] < 0:
+            raise ValueError(f"{path}: corrupt header ({key} is {header.get(key)!r}, expected an integer >= 0).")
+    body = blob[PREFIX.size + header_len :]
+    if len(body) < header["payload_bytes"]:
+        raise ValueError(
+            f"{path}: truncated file: the payload is {len(body)} bytes, the header says {header['payload_bytes']}."
+        )
+    if len(body) > header["payload_bytes"]:
+        raise ValueError(
+            f"{path}: corrupt file: {len(body)} bytes of payload, the header says {header['payload_bytes']} "
+            "(trailing data after the payload)."
+        )
+    if zlib.crc32(body) != header["payload_crc32"]:
+        raise ValueError(f"{path}: corrupt file (payload checksum mismatch).")
+    return header, body
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _field_int(t: dict, key: str, what: str, low: Optional[int] = None, high: Optional[int] = None) -> int:
+    v = t[key]
+    if not _is_int(v) or (low is not None and v < low) or (high is not None and v > high):
+        allowed = "an integer" + (f" in {low}..{high}" if low is not None and high is not None else "")
+        allowed += f" >= {low}" if low is not None and high is None else ""
+        raise ValueError(f"corrupt header: {what}: {key} is {v!r}, expected {allowed}.")
+    return v
+
+
+def _field_shape(t: dict, key: str, what: str) -> Tuple[int, ...]:
+    v = t[key]
+    if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
+        raise ValueError(f"corrupt header: {what}: {key} is {v!r}, expected a list of integers >= 0.")
+    return tuple(v)
+
+
+def _block(body: bytes, offset: int, nbytes: int, what: str) -> bytes:
+    if not (_is_int(offset) and _is_int(nbytes)) or offset < 0 or nbytes < 0 or offset + nbytes > len(body):
+        raise ValueError(
+            f"corrupt file: the block of {what} (offset {offset!r}, {nbytes!r} bytes) lies outside the payload of "
+            f"{len(body)} bytes."
+        )
+    return body[offset : offset + nbytes]
+
+
+def decode(header: dict, body: bytes):
+    entries = header["tensors"]
+    if not isinstance(entries, list):
+        raise ValueError(f"corrupt header: 'tensors' is {type(entries).__name__}, expected a list.")
+    tensors, scales_ = {}, {}
+    for t in entries:
+        name = t["name"]
+        what = f"tensor {name!r}"
+        if not isinstance(name, str) or name in tensors:
+            raise ValueError(f"corrupt header: tensor name {name!r} is not a string or appears twice.")
+        shape = _field_shape(t, "shape", what)
+        bits = _field_int(t, "bits", what, 0, entropy._MAX_BITS)
+        lo = _field_int(t, "min", what, entropy._INT64_MIN, entropy._INT64_MAX)
+        hi = _field_int(t, "max", what, lo, entropy._INT64_MAX)
+        if (hi - lo).bit_length() > bits:
+            raise ValueError(f"corrupt header: {what}: {bits} bits cannot hold its integer range {lo}..{hi}.")
+        coding = t.get("coding", "packed")  # version 1 files are packed
+        if coding not in entropy.CODINGS:
+            raise ValueError(f"corrupt header: {what}: coding is {coding!r}, expected one of {entropy.CODINGS}.")
+        count = int(np.prod(shape, dtype=np.int64))
+        data = _block(body, t["offset"], t["nbytes"], what)
+        try:
+            values = entropy.decode(t, data, count)
+        except ValueError as e:
+            raise ValueError(f"corrupt file: {what}: {e}") from None
+        if values.size and (int(values.min()) < lo or int(values.max()) > hi):
+            raise ValueError(
+                f"corrupt file: {what} unpacks to {int(values.min())}..{int(values.max())}, outside the range "
+                f"{lo}..{hi} its header declares."
+            )
+        scale_shape = _field_shape(t, "scale_shape", f"{what} scale")
+        s_data = _block(body, t["scale_offset"], t["scale_nbytes"], f"{what} scale")
+        if len(s_data) != 4 * int(np.prod(scale_shape, dtype=np.int64)):
+            raise ValueError(
+                f"corrupt file: the scale of {what} has {len(s_data)} bytes, shape {scale_shape} needs "
+                f"{4 * int(np.prod(scale_shape, dtype=np.int64))} (float32)."
+            )
+        s = np.frombuffer(s_data, dtype="<f4")
+        try:
+            np.broadcast_shapes(scale_shape, shape)
+        except ValueError:
+            raise ValueError(
+                f"corrupt header: {what}: scale shape {scale_shape} does not broadcast to the tensor shape {shape}."
+            ) from None
+        problem = scale_problem(s)
+        if problem:
+            raise ValueError(f"{what}: {problem}.")
+        tensors[name] = values.reshape(shape)
+        scales_[name] = s.reshape(scale_shape).astype(np.float32)
+    return tensors, scales_
+
+
+def checked(path, fn, *args):
+    """``fn(*args)``, with a malformed header field (KeyError, TypeError, ...) or a ValueError reported as a
+    ``ValueError`` that names ``path``."""
+    try:
+        return fn(*args)
+    except KeyError as e:
+        raise ValueError(f"{path}: corrupt header (missing field {e.args[0]!r}).") from None
+    except (TypeError, IndexError, AttributeError) as e:
+        raise ValueError(f"{path}: corrupt header (malformed field: {e}).") from None
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def read(path) -> Tuple[dict, dict, dict]:
+    """``(header, {name: P_q int64}, {name: s float32})`` of the checked file at ``path`` (version 1 or 2)."""
+    header, body = read_file(path)
+    tensors, scales = checked(path, decode, header, body)
+    return header, tensors, scales
+
+
+def recoded_size(path) -> int:
+    """Bytes of the integer file of ``path``'s quantized tensors alone, written by this version (every tensor
+    entropy-coded, ``coding="auto"``, no other weights): :func:`lqs_core.metrics.entropy_bytes` of the model that
+    wrote it. Measures files of version 1 (fixed-width packed) as if written today."""
+    header, tensors, scales = read(path)
+    records = [dict(name=t["name"], host=t["host"], param=t["param"], rounding=t["rounding"],
+                    granularity=t["granularity"], axis=t["axis"], q=tensors[t["name"]], s=scales[t["name"]])
+               for t in header["tensors"]]
+    return len(build(records)[0])
+
+
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "PREFIX", "READ_VERSIONS", "build", "checked", "decode",
+           "decode_header", "encode_header", "read", "read_file", "recoded_size", "scale_problem"]

@@ -264,10 +264,10 @@ def _unique_trend(results_dir: Optional[str], row) -> str:
 
 
 def comparison_table(results, dataset: str):
-    """Every method of ``dataset`` on the same numbers (accuracy, packed size, bits per weight): the workflow's
+    """Every method of ``dataset`` on the same numbers (accuracy, file and packed size, bits per weight): the workflow's
     comparison settings, formatted like its Pareto table, with a column marking the Pareto-optimal settings."""
     settings = aggregate.comparison_settings(results, dataset)
-    optimal = aggregate.pareto_mask(settings["val_accuracy_mean"], settings["packed_bytes_mean"])
+    optimal = aggregate.pareto_mask(settings["val_accuracy_mean"], settings[f"{aggregate.MODEL_SIZE}_mean"])
     display = aggregate.pareto_points_display(settings)
     display.insert(len(display.columns), "unique ints", ["–" if math.isnan(v) else f"{v:.0f}"
                                                                for v in settings["unique_integers_mean"]])
@@ -412,11 +412,11 @@ def gradual_table(results, dataset: str):
     return pd.DataFrame(rows)
 
 
-#: Size budgets of the equal-bytes comparison (bytes of the packed weights).
+#: Size budgets of the equal-bytes comparison (bytes of the entropy-coded integer file, :data:`aggregate.MODEL_SIZE`).
 EQUAL_BYTES = (20_000, 30_000, 50_000, 70_000, 110_000)
 
 
-def equal_bytes_table(results, dataset: str, size: str = "packed_bytes", budgets=EQUAL_BYTES):
+def equal_bytes_table(results, dataset: str, size: str = aggregate.MODEL_SIZE, budgets=EQUAL_BYTES):
     """Every method at equal bytes: per method, the best mean accuracy among its settings of at most each budget
     (settings at their better learning rate, :func:`lqs_core.workflow.aggregate.comparison_settings`)."""
     import pandas as pd

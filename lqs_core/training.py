@@ -95,6 +95,7 @@ import numpy as np
 import pandas as pd
 
 from lqs_core import data, losses, metrics, models
+from lqs_core.callbacks import QuantizationLogger
 from lqs_core.external import hgq2 as external_hgq2
 from lqs_core.external import keras_quantize as external_keras
 from lqs_core.gradual import GradualQuantization
@@ -117,15 +118,16 @@ class EpochRecorder(keras.callbacks.Callback):
     """Records one row per epoch and (``verbose > 0``) prints one line per epoch.
 
     Row: ``epoch`` (1-based count of finished epochs), ``loss``, ``accuracy``, ``val_loss``, ``val_accuracy``,
-    ``lr``, ``epoch_seconds``, any other Keras log, and for quantized models :func:`lqs_core.metrics.epoch_stats`
-    (``unique_integers``, ``int_range``, ``int_min``, ``int_max``, ``scale_mean/<tensor>``).
+    ``lr``, ``epoch_seconds``, any other Keras log, and last the numbers ``logger`` (a
+    :class:`lqs_core.callbacks.QuantizationLogger` placed before this callback) put into the logs: for quantized
+    models :func:`lqs_core.metrics.epoch_stats` (``unique_integers``, ``int_range``, ``int_min``, ``int_max``,
+    ``scale_mean/<tensor>``).
     """
 
-    def __init__(self, config: RunConfig, quantized: bool, verbose: int = 1, stats=None):
+    def __init__(self, config: RunConfig, logger: Optional[QuantizationLogger] = None, verbose: int = 1):
         super().__init__()
         self.config = config
-        self.quantized = quantized
-        self.stats = stats or metrics.epoch_stats
+        self.logger = logger
         self.verbose = verbose
         self.rows: List[dict] = []
         self._start = None
@@ -142,13 +144,13 @@ class EpochRecorder(keras.callbacks.Callback):
         logs.pop("lr", None)
         row["lr"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
         row["epoch_seconds"] = time.perf_counter() - self._start if self._start is not None else float("nan")
+        stats = {key: logs.pop(key) for key in self.logger.last_keys if key in logs} if self.logger else {}
         for key, value in logs.items():
             try:
                 row[key] = float(value)
             except (TypeError, ValueError):
                 pass
-        if self.quantized:
-            row.update(self.stats(self.model))
+        row.update(stats)
         self.rows.append(row)
         if self.verbose > 0:
             print(self.format_line(row), flush=True)
@@ -305,7 +307,8 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
     ``float``); for mode ``ptq`` the float baseline's weights copied in; for ``loss_terms`` the terms attached
     (:func:`lqs_core.losses.attach`); compile with ``Adam(learning_rate)`` — **Keras' default epsilon 1e-7, kept
     on purpose** (docs/method.md §1.1: with ~1e-10 scale gradients, epsilon sets the scale step) —, sparse categorical
-    cross-entropy and accuracy; ``fit`` with the validation split, the per-epoch recorder, a
+    cross-entropy and accuracy; ``fit`` with the validation split, the per-epoch recorder (fed by a
+    :class:`lqs_core.callbacks.QuantizationLogger` for quantized models), a
     ``LearningRateScheduler`` when the schedule is not empty, TensorBoard when ``tensorboard_dir`` is set, and
     ``callbacks``. ``verbose``: 0 silent, 1 one line per epoch, 2 also Keras' own epoch output.
     """
@@ -358,10 +361,13 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
         steps_per_execution=steps_per_execution(-(-splits.n_train // config.batch_size)),
     )
 
-    recorder = EpochRecorder(config, config.quantized, verbose=verbose,
-                             stats=external_hgq2.epoch_stats if config.method == "hgq2" else None)
+    logger = None
+    if config.quantized:
+        logger = QuantizationLogger(scales=True, sizes=False,
+                                    stats=external_hgq2.epoch_stats if config.method == "hgq2" else None)
+    recorder = EpochRecorder(config, logger, verbose=verbose)
     constraint = None
-    all_callbacks = [recorder]
+    all_callbacks = [logger, recorder] if logger else [recorder]
     if config.method == "cgmq":
         constraint = CGMQConstraint(config.budget)
         all_callbacks.insert(0, constraint)  # before the recorder: it adds relative_bops to the epoch logs

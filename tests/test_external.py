@@ -28,6 +28,25 @@ def test_integer_report_against_numpy():
         integer_report({}, {})
 
 
+def test_integer_report_entropy_bytes_is_an_integer_file(tmp_path):
+    """``entropy_bytes`` is the size of an lqs integer file holding exactly these integers and scales."""
+    from lqs_core import intfile
+
+    rng = np.random.default_rng(0)
+    q = {"d/kernel": rng.choice([-1, 0, 0, 0, 0, 0, 1, 40], size=(64, 32)), "d/bias": np.arange(32) - 16}
+    floats = {k: v.astype(np.float32) for k, v in q.items()}
+    r = integer_report(q, floats, n_scales={"d/kernel": 32})
+    records = [{"name": k, "host": "", "param": k.split("/")[1], "rounding": "round", "granularity": "",
+                "axis": None, "q": v, "s": np.ones(32 if k == "d/kernel" else 1, np.float32)} for k, v in q.items()]
+    blob = intfile.build(records)[0]
+    assert r["entropy_bytes"] == len(blob)
+    (tmp_path / "f.lqsint").write_bytes(blob)
+    _, tensors, scales = intfile.read(tmp_path / "f.lqsint")
+    assert all(np.array_equal(tensors[k], q[k]) for k in q) and scales["d/kernel"].size == 32
+    # a skewed 8-symbol kernel: entropy coding beats 6-bit fixed-width packing
+    assert r["entropy_bytes"] < r["packed_bytes"]
+
+
 def test_run_ids_and_validation():
     h = RunConfig(dataset="mnist", method="hgq2", method_options={"beta": 1e-6})
     assert run_id(h) == "mnist-hgq2-beta1e-06-qat-s42" and h.quantizer_spec is None

@@ -97,7 +97,7 @@ def _results():
             rows.append({"run_id": f"n{param}-{seed}", "kind": "run", "dataset": "digits", "family": "nested",
                          "method": "nested", "granularity": "rowwise", "mode": "qat", "seed": seed, "param": param,
                          "variant": None, "val_accuracy": acc + noise, "unique_integers": uniq, "int_range": uniq,
-                         "packed_bytes": 1000 + uniq, "mean_bits_fixed": 4.0, "entropy_bits_per_weight": 3.0,
+                         "packed_bytes": 1000 + uniq, "entropy_bytes": 800 + uniq, "mean_bits_fixed": 4.0, "entropy_bits_per_weight": 3.0,
                          "huffman_bytes": 900, "zip_bytes": 900, "float32_bytes": 40000, "learning_rate": 0.01})
     for method, param, acc in (("hgq2", 1e-6, 0.95), ("keras_quantize", 8.0, 0.953), ("keras_quantize", 4.0, 0.51),
                                ("ptq", 2.0, 0.3)):
@@ -107,6 +107,7 @@ def _results():
                          "mode": "qat" if method == "hgq2" else None, "seed": 42, "param": param,
                          "variant": None if lr == 0.01 else "lr0.001", "learning_rate": lr,
                          "val_accuracy": acc - (0.1 if lr == 0.001 else 0.0), "packed_bytes": 1500 * param,
+                         "entropy_bytes": 1200 * param,
                          "mean_bits_fixed": 3.0, "entropy_bits_per_weight": 2.0, "huffman_bytes": 900,
                          "zip_bytes": 900, "unique_integers": 10, "float32_bytes": 40000})
     return pd.DataFrame(rows)
@@ -202,6 +203,8 @@ def _gradual_results(with_gradual=True, with_ptq=True):
 
 def test_gradual_settings_and_figure(tmp_path):
     results = _gradual_results()
+    assert gradual.gradual_datasets(results) == ["mnist"]
+    assert gradual.gradual_datasets(_gradual_results(with_gradual=False)) == []
     agg = gradual.gradual_settings(results, "mnist")
     qat = agg[agg["mode"] == "qat"]
     assert sorted(set(qat["param"])) == [1e-10, 1e-9] and sorted(set(qat["start_epoch"])) == [0, 5, 10]

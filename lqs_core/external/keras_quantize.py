@@ -73,6 +73,7 @@ def report(model, float_model, bits: int) -> dict:
     widths = {k: np.full(v.shape, float(bits)) for k, v in ints.items()}
     out = integer_report(ints, floats, bits=widths, n_scales=n_scales)
     out["packed_bytes"] += float_bytes
+    out["entropy_bytes"] += float_bytes
     out["float_bias_bytes"] = float_bytes
     return out
 

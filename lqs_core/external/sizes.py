@@ -3,8 +3,10 @@
 Per tensor ``q`` (integers) with ``bits`` the storage width per weight (``None``: the fixed width
 ``bits_fixed(q) = ceil(log2(max - min + 1))``): ``packed_bytes = ceil(Σ bits / 8) + 4·n_scales`` (float32 scales),
 ``huffman_bytes``, ``entropy_bits`` per weight; over all tensors ``unique_integers`` (union), ``int_min/int_max``,
-``int_range = max|q|``, ``zip_bytes`` (the thesis' measure: the integers as ``.npy`` in a ZIP) and the float
-counterparts ``float_zip_bytes`` / ``float32_bytes`` of the float weights they replace.
+``int_range = max|q|``, ``zip_bytes`` (the thesis' measure: the integers as ``.npy`` in a ZIP), ``entropy_bytes``
+(the lqs integer file of these tensors, each entropy-coded, with its ``n_scales`` float32 scales:
+:func:`lqs_core.intfile.build`, the size lqs' comparison figures use) and the float counterparts
+``float_zip_bytes`` / ``float32_bytes`` of the float weights they replace.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from lqs_core import metrics
+from lqs_core import intfile, metrics
 
 
 def integer_report(ints: Mapping[str, np.ndarray], floats: Mapping[str, np.ndarray],
@@ -49,6 +51,9 @@ def integer_report(ints: Mapping[str, np.ndarray], floats: Mapping[str, np.ndarr
     float_zip = metrics.zipped_float_size_bytes({k: np.asarray(v, np.float32) for k, v in floats.items()})
     packed = sum(r["packed_bytes"] for r in rows)
     float32 = 4 * params
+    records = [{"name": name, "host": "", "param": name.rsplit("/", 1)[-1], "rounding": "round", "granularity": "",
+                "axis": None, "q": q, "s": np.ones(int(n_scales.get(name, 1)), np.float32)}
+               for name, q in ints.items()]
     return {
         "n_tensors": len(rows),
         "params": int(params),
@@ -69,6 +74,7 @@ def integer_report(ints: Mapping[str, np.ndarray], floats: Mapping[str, np.ndarr
         "packed_ratio": float(float32 / packed) if packed else 0.0,
         "relative_bops": weighted("bits_fixed") / 32.0,
         "mean_weight_bits": weighted("bits_fixed"),
+        "entropy_bytes": int(len(intfile.build(records)[0])),
     }
 
 

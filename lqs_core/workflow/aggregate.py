@@ -17,8 +17,11 @@ from lqs_core.workflow import names
 from lqs_core.workflow.table import thesis_runs
 
 #: Metrics of the comparison of every method (the comparison figure's x axes and the Pareto table's columns).
-COMPARISON_METRICS = ("val_accuracy", "packed_bytes", "mean_bits_fixed", "entropy_bits_per_weight",
+COMPARISON_METRICS = ("val_accuracy", "entropy_bytes", "packed_bytes", "mean_bits_fixed", "entropy_bits_per_weight",
                       "huffman_bytes", "zip_bytes", "unique_integers")
+#: The model's size in the comparison (figure, Pareto table, equal-bytes table): the bytes of its integer file,
+#: every tensor entropy-coded with its scales (:func:`lqs_core.metrics.entropy_bytes`); float32 for the baseline.
+MODEL_SIZE = "entropy_bytes"
 _SETTING_KEYS = ["method", "granularity", "mode", "param", "variant"]
 
 
@@ -124,14 +127,18 @@ def compression_table(results, tolerance: float = 0.01):
     thesis measure) whose mean validation accuracy is within ``tolerance`` of the float baseline's (else the most
     accurate, flagged ``within_tolerance = False``), with the float baseline's size and accuracy beside it.
     Sizes in bytes: ``zip`` (int ``.npy`` files zipped, the thesis measure; float: float32 ``.npy`` zipped),
-    ``packed`` (fixed-width bit-packed + float32 scales), ``huffman`` (Huffman-coded, with code tables);
+    ``packed`` (fixed-width bit-packed + float32 scales), ``entropy`` (the integer file: every tensor
+    entropy-coded, scales, header; :func:`lqs_core.metrics.entropy_bytes`), ``huffman`` (Huffman-coded integers
+    alone, without code tables);
     ``float32_bytes`` is 4 bytes per parameter.
     """
     import pandas as pd
 
     runs = thesis_runs(results)
-    sizes = ["val_accuracy", "zip_bytes", "float_zip_bytes", "packed_bytes", "huffman_bytes", "float32_bytes",
-             "unique_integers", "int_range", "bits_fixed"]
+    sizes = ["val_accuracy", "zip_bytes", "float_zip_bytes", "packed_bytes", "entropy_bytes", "huffman_bytes",
+             "float32_bytes", "unique_integers", "int_range", "bits_fixed"]
+    if "entropy_bytes" not in runs.columns:
+        runs = runs.assign(entropy_bytes=float("nan"))
     all_settings = aggregate_seeds(runs, ["dataset", "family", "granularity", "mode", "param"], sizes)
     order = {"dataset": lambda s: s.map(spec.DATASETS.index), "family": lambda s: s.map(names.family_order)}
     all_settings = all_settings.sort_values(
@@ -160,6 +167,9 @@ def compression_table(results, tolerance: float = 0.01):
             "float32_bytes": row["float32_bytes_mean"],
             "packed_bytes": row["packed_bytes_mean"],
             "packed_ratio": row["float32_bytes_mean"] / row["packed_bytes_mean"] if row["packed_bytes_mean"] else None,
+            "entropy_bytes": row["entropy_bytes_mean"],
+            "entropy_ratio": (row["float32_bytes_mean"] / row["entropy_bytes_mean"]
+                              if row["entropy_bytes_mean"] else None),
             "huffman_bytes": row["huffman_bytes_mean"],
             "huffman_ratio": (row["float32_bytes_mean"] / row["huffman_bytes_mean"]
                               if row["huffman_bytes_mean"] else None),
@@ -191,6 +201,8 @@ def table_display(table):
             "zip kB float → quant": f"{_kb(r.float_zip_bytes)} → {_kb(r.zip_bytes)}",
             "zip ×": f"{r.zip_ratio:.1f}" if r.zip_ratio else "–",
             "packed kB (×)": f"{_kb(r.packed_bytes)} ({r.packed_ratio:.1f})" if r.packed_ratio else "–",
+            "file kB (×)": f"{_kb(r.entropy_bytes)} ({r.entropy_ratio:.1f})"
+            if r.entropy_ratio and not math.isnan(r.entropy_ratio) else "–",
             "Huffman kB (×)": f"{_kb(r.huffman_bytes)} ({r.huffman_ratio:.1f})" if r.huffman_ratio else "–",
             "unique ints": f"{r.unique_integers:.0f}",
         })
@@ -240,7 +252,10 @@ def comparison_settings(results, dataset: str, best_lr: bool = True):
         df["variant"] = None
     base = df["kind"] == "baseline"
     df.loc[base, "method"] = "float"
-    df.loc[base, "packed_bytes"] = df.loc[base, "float32_bytes"]
+    for col in ("packed_bytes", "entropy_bytes"):
+        if col not in df.columns:
+            df[col] = float("nan")
+        df.loc[base, col] = df.loc[base, "float32_bytes"]
     for col in ("mean_bits_fixed", "entropy_bits_per_weight"):
         if col not in df.columns:
             df[col] = float("nan")
@@ -283,7 +298,7 @@ def pareto_mask(accuracy: Sequence[float], size: Sequence[float]) -> List[bool]:
     return out
 
 
-def pareto_points(results, dataset: str, size: str = "packed_bytes"):
+def pareto_points(results, dataset: str, size: str = MODEL_SIZE):
     """The Pareto-optimal settings of ``dataset`` over every method (maximal mean validation accuracy, minimal
     mean ``size``), from the smallest to the largest, as a DataFrame (see :func:`comparison_settings`)."""
     agg = comparison_settings(results, dataset)
@@ -311,6 +326,7 @@ def pareto_points_display(points):
             "seeds": int(r.n_seeds),
             "lr": "–" if (r.learning_rate is None or math.isnan(r.learning_rate)) else f"{r.learning_rate:g}",
             "val acc %": _pm(r.val_accuracy_mean, r.val_accuracy_std, 100),
+            "file bytes": "–" if math.isnan(r.entropy_bytes_mean) else f"{r.entropy_bytes_mean:.0f}",
             "packed bytes": f"{r.packed_bytes_mean:.0f}",
             "bits/weight (fixed)": _pm(r.mean_bits_fixed_mean, r.mean_bits_fixed_std, digits=2),
             "bits/weight (entropy)": _pm(r.entropy_bits_per_weight_mean, r.entropy_bits_per_weight_std, digits=2),

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import List, Mapping, Optional, Sequence, Tuple
 
-from lqs_core import atomic, spec
+from lqs_core import atomic, intfile, spec
 from lqs_core.workflow import names
 
 #: The checkout this package lives in (an editable install): the notebooks' default results/figures folders.
@@ -25,7 +25,7 @@ ID_COLUMNS = ["run_id", "kind", "dataset", "scheme", "method", "family", "granul
 #: Metrics every figure needs, in the order they come after the configuration columns.
 METRIC_COLUMNS = ["val_accuracy", "val_loss", "accuracy", "loss", "unique_integers", "int_range", "int_min",
                   "int_max", "bits_unique", "bits_fixed", "zip_bytes", "float_zip_bytes", "packed_bytes",
-                  "huffman_bytes", "float32_bytes", "zip_ratio", "packed_ratio"]
+                  "entropy_bytes", "huffman_bytes", "float32_bytes", "zip_ratio", "packed_ratio"]
 PATH_COLUMNS = ["history", "integers"]
 #: The Keras backend that computed a run (``metrics.json["machine"]["backend"]``; runs stored before it was recorded
 #: are TensorFlow's). A column of the table only where a run of it is not TensorFlow's: the tables of TensorFlow
@@ -65,6 +65,10 @@ def result_row(run, run_dir: str, results_dir: str) -> dict:
     ``lr_schedule`` as JSON text; ``float_weights``, ``data_dir`` and ``tensorboard_dir`` left out since they
     are machine paths), every number of its final report (``metrics.json["report"]``), and the paths of its
     history and integer files relative to the results folder.
+
+    ``entropy_bytes`` (the size of the run's entropy-coded integer file, the comparison's model size) of a run
+    stored before reports had it is measured from its integer file (:func:`lqs_core.intfile.recoded_size`: the
+    same number :func:`lqs_core.metrics.entropy_bytes` gives for its model today).
     """
     with open(os.path.join(run_dir, spec.METRICS_FILE), encoding="utf-8") as f:
         metrics = json.load(f)
@@ -98,6 +102,8 @@ def result_row(run, run_dir: str, results_dir: str) -> dict:
     for col, default in (("history", spec.HISTORY_FILE), ("integers", spec.INTEGERS_FILE)):
         name = files.get(col, default)
         row[col] = Path(rel, name).as_posix() if os.path.exists(os.path.join(run_dir, name)) else None
+    if row.get("entropy_bytes") is None and row["integers"]:
+        row["entropy_bytes"] = intfile.recoded_size(os.path.join(results_dir, row["integers"]))
     return row
 
 

@@ -12,7 +12,7 @@ from lqs_core.workflow.figures.style import (ACCURACY_LABEL, PERCENT, ZOOM_MARGI
 from lqs_core.workflow.names import METHOD_NAMES, format_value, method_order
 
 #: x axes of the comparison figure: (column, axis label, base of the log x-axis).
-COMPARISON_AXES = (("packed_bytes", "packed size of the quantized weights [kB] (log)", 10),
+COMPARISON_AXES = (("entropy_bytes", "size: integer file, entropy-coded [kB] (log)", 10),
                    ("mean_bits_fixed", "bits per weight, fixed width (mean over weights; log)", 2),
                    ("entropy_bits_per_weight", "bits per weight, entropy of the integers (log)", 2))
 #: Marker of every method (matplotlib marker codes).
@@ -99,7 +99,8 @@ def _plain_log_x(ax, base: int = 10) -> None:
 def comparison_figure(results, dataset: str, margin: float = ZOOM_MARGIN):
     """Accuracy vs. size for every method of ``dataset`` on the same axes (one figure per dataset).
 
-    Panels: final validation accuracy [%] against the packed size of the quantized weights (log x), the
+    Panels: final validation accuracy [%] against the model's size — its integer file, every tensor
+    entropy-coded with its scales (:data:`lqs_core.workflow.aggregate.MODEL_SIZE`; log x) —, the
     fixed-width bits per weight and the entropy of the integers in bits per weight. Every setting of every method
     is one point (mean over seeds, error bars ± one standard deviation in x and y); each method's own Pareto front
     in the panel's plane (the most accurate setting for its size: only non-dominated settings, as the staircase
@@ -126,7 +127,7 @@ def comparison_figure(results, dataset: str, margin: float = ZOOM_MARGIN):
     axes = axes[0]
     labels_of = []  # per axes: (x, y, text, colour) and the markers drawn
     for ax, (metric, xlabel, log) in zip(axes, COMPARISON_AXES):  # log: base of the log x-axis
-        scale = 1e-3 if metric == "packed_bytes" else 1.0  # bytes -> kB
+        scale = 1e-3 if metric.endswith("_bytes") else 1.0  # bytes -> kB
         items, marks = [], []
         for m in methods:
             a = agg[(agg["method"] == m) & agg[f"{metric}_mean"].notna()]

@@ -21,6 +21,18 @@ def _parts(variant):
     return (start[0] if start else None), lr, rest
 
 
+def gradual_datasets(results) -> list:
+    """Datasets of a results table with gradual quantization runs (nested, QAT, variant ``from<k>``), in the
+    order of :data:`lqs_core.spec.DATASETS`: the ones :func:`gradual_figure` draws."""
+    from lqs_core import spec
+
+    if "variant" not in results.columns:
+        return []
+    runs = results[(results["kind"] == "run") & (results["family"] == "nested") & (results["mode"] == "qat")]
+    found = {d for d, v in zip(runs["dataset"], runs["variant"]) if _parts(v)[0] and not _parts(v)[2]}
+    return [d for d in spec.DATASETS if d in found]
+
+
 def gradual_settings(results, dataset: str):
     """The numbers of :func:`gradual_figure`: per granularity, learning-rate tag, λ and start epoch k (k = 0: the
     plain QAT runs of that λ), and ``mode`` (``qat``; ``ptq`` for the PTQ-mode reference runs, k = 0), the mean,
