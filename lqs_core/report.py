@@ -112,7 +112,9 @@ def _lam(x) -> str:
 
 
 def _runs(results, dataset: str, family: str, granularity: Optional[str] = None, mode: str = "qat"):
+    """The runs of one sweep at the profile's own settings (no learning-rate or gradual variant, :func:`_plain`)."""
     df = results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == family)]
+    df = _plain(df)
     if granularity is not None:
         df = df[df["granularity"] == granularity]
     if "mode" in df.columns:
@@ -154,6 +156,16 @@ def per_tensor_unique(results_dir: str, integers_path: str) -> List[int]:
     return [int(np.unique(q).size) for q in integers.values()]
 
 
+def per_tensor_range(results_dir: str, integers_path: str) -> List[int]:
+    """``max |P_q|`` of every quantized tensor of a run (in the model's order), from its integer file."""
+    import numpy as np
+
+    from lqs_core.export import read_integers
+
+    integers, _ = read_integers(os.path.join(results_dir, integers_path))
+    return [int(np.abs(q).max()) if q.size else 0 for q in integers.values()]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Tables
 
@@ -193,8 +205,9 @@ def mnist_nested_table(results, results_dir: str, granularity: str = "rowwise"):
 
 
 def sizes_table(results, dataset: str, granularity: str):
-    """The thesis' zipped sizes against ours (zip of int8 ``.npy`` as the thesis, fixed-width packed, Huffman),
-    with accuracy; factors relative to our zipped float32 model."""
+    """The thesis' zipped sizes against ours (zip of int8 ``.npy`` as the thesis, fixed-width packed, the
+    entropy-coded integer file lqs writes, Huffman-coded integers alone), with accuracy; factors relative to our
+    zipped float32 model (zip) and to float32 (file)."""
     import pandas as pd
 
     ref = THESIS[dataset]["sizes"]
@@ -204,19 +217,23 @@ def sizes_table(results, dataset: str, granularity: str):
     for (family, param), thesis_mb in ref.items():
         if family == "float":
             at, setting = base, "float32"
-            sizes = {"zip": float_zip, "packed": float(base["float32_bytes"].mean()) if len(base) else float("nan"),
-                     "huffman": float("nan")}
+            float32 = float(base["float32_bytes"].mean()) if len(base) else float("nan")
+            sizes = {"zip": float_zip, "packed": float32, "entropy": float32, "huffman": float("nan")}
         else:
             at = _at(_runs(results, dataset, family, granularity), param)
             setting = (f"{names.family_title(family).split(' (')[0]}, {granularity}, "
                        f"{names.param_symbol(family)}={_lam(param)}")
-            sizes = {k: float(at[f"{k}_bytes"].mean()) if len(at) else float("nan")
-                     for k in ("zip", "packed", "huffman")}
+            sizes = {k: float(at[f"{k}_bytes"].mean()) if len(at) and f"{k}_bytes" in at.columns else float("nan")
+                     for k in ("zip", "packed", "entropy", "huffman")}
+            float32 = float(at["float32_bytes"].mean()) if len(at) else float("nan")
         thesis_factor = ref[("float", None)] / thesis_mb
         rows.append({
             "setting": setting, "thesis zip MB (×)": f"{thesis_mb:.2f} ({thesis_factor:.1f}×)",
             "ours zip MiB (×)": "–" if not len(at) else f"{_mb(sizes['zip'])} ({float_zip / sizes['zip']:.1f}×)",
-            "ours packed MiB": _mb(sizes["packed"]), "ours Huffman MiB": _mb(sizes["huffman"]),
+            "ours packed MiB": _mb(sizes["packed"]),
+            "ours file MiB (×)": "–" if not len(at) or math.isnan(sizes["entropy"])
+            else f"{_mb(sizes['entropy'])} ({float32 / sizes['entropy']:.1f}×)",
+            "ours Huffman MiB": _mb(sizes["huffman"]),
             "ours val acc %": _pm_pct(at["val_accuracy"]) if len(at) else "not run", "seeds": len(at),
         })
     return pd.DataFrame(rows)
@@ -340,6 +357,30 @@ def _plain(df):
     if "variant" not in df.columns:
         return df
     return df[df["variant"].isna() | (df["variant"].astype(str) == "")]
+
+
+def tensor_range_table(results, results_dir: str, dataset: str, family: str = "nested", min_param: float = 1e-10):
+    """The thesis' "b2 compensates" check: per λ ≥ ``min_param`` and granularity × mode, ``max |P_q|`` of every
+    tensor (W1, b1, W2, b2: the model's order), median over seeds, and the whole model's (the largest)."""
+    import numpy as np
+    import pandas as pd
+
+    df = _plain(results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == family)])
+    df = df[(pd.to_numeric(df["param"], errors="coerce") >= min_param) & df["integers"].notna()]
+    columns = [(g, m) for g in aggregate.present_granularities(df) for m in aggregate.present_modes(df)]
+    rows = []
+    for param in sorted(set(float(p) for p in df["param"])):
+        row = {"λ": _lam(param)}
+        for g, m in columns:
+            at = _at(df[(df["granularity"] == g) & (df["mode"] == m)], param)
+            if at.empty:
+                row[f"{g} {m.upper()}"] = "–"
+                continue
+            ranges = np.array([per_tensor_range(results_dir, path) for path in at["integers"]])
+            median = [int(v) for v in np.median(ranges, axis=0)]
+            row[f"{g} {m.upper()}"] = " / ".join(map(str, median)) + f" ({len(at)})"
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def grid_table(results, dataset: str, family: str):
@@ -482,6 +523,8 @@ def report_values(results, results_dir: str, profiles: Optional[Mapping[str, Map
             values[f"mnist_grid_{family}"] = aggregate.to_markdown(grid_table(results, "mnist", family))
         values["mnist_operating_points"] = aggregate.to_markdown(operating_points_table(results, "mnist"))
         values["mnist_gradual_table"] = aggregate.to_markdown(gradual_table(results, "mnist"))
+        if results_dir is not None and "integers" in results.columns:
+            values["mnist_tensor_ranges"] = aggregate.to_markdown(tensor_range_table(results, results_dir, "mnist"))
         values["mnist_equal_bytes"] = aggregate.to_markdown(equal_bytes_table(results, "mnist"))
     if "cifar10" in datasets:
         values["cifar10_nested_table"] = aggregate.to_markdown(cifar_nested_table(results, results_dir))

@@ -113,6 +113,25 @@ def _results():
     return pd.DataFrame(rows)
 
 
+def test_comparison_figure_leaves_a_long_collapsed_sweep_unlabelled():
+    """Many collapsed settings of the thesis' schemes below the band: drawn, not labelled (labels would pile up on
+    the edge); the comparators' are still labelled and the title gives the count."""
+    results = _results()
+    extra = []
+    for i in range(comparison.MAX_EDGE_LABELS + 1):
+        extra.append({"run_id": f"m{i}", "kind": "run", "dataset": "digits", "family": "maxbin", "method": "maxbin",
+                      "granularity": "scalar", "mode": "qat", "seed": 42, "param": 10.0 ** (-12 + i), "variant": None,
+                      "val_accuracy": 0.2 + 0.01 * i, "unique_integers": 4, "packed_bytes": 900,
+                      "entropy_bytes": 700, "mean_bits_fixed": 2.0, "entropy_bits_per_weight": 1.0,
+                      "huffman_bytes": 600, "zip_bytes": 600, "float32_bytes": 40000, "learning_rate": 0.01})
+    fig = comparison.comparison_figure(pd.concat([results, pd.DataFrame(extra)], ignore_index=True), "digits")
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert not any(t.startswith("γ") for t in texts) and not any("40.2%" in t for t in texts)
+    assert "int4 51.0%" in texts and "2b 30.0%" in texts
+    assert f"the {comparison.MAX_EDGE_LABELS + 2} settings" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
 def test_comparison_figure_handles_new_methods_and_outliers(tmp_path):
     results = _results()
     settings = aggregate.comparison_settings(results, "digits")

@@ -454,13 +454,15 @@ def test_pareto_mask_and_comparison_from_synthetic_results(tmp_path):
             rows.append({"run_id": f"{method}{param}-{seed}", "kind": "run", "dataset": "digits", "family": method,
                          "method": method, "granularity": "outputwise", "mode": None if method == "ptq" else "qat",
                          "seed": seed, "param": param, "variant": None, "val_accuracy": acc + noise,
-                         "packed_bytes": size, "mean_bits_fixed": bits, "entropy_bits_per_weight": bits - 0.5,
-                         "huffman_bytes": size, "zip_bytes": size, "unique_integers": 10, "float32_bytes": 40000})
+                         "packed_bytes": size, "entropy_bytes": size, "mean_bits_fixed": bits,
+                         "entropy_bits_per_weight": bits - 0.5, "huffman_bytes": size, "zip_bytes": size,
+                         "unique_integers": 10, "float32_bytes": 40000})
     results = pd.DataFrame(rows)
     settings = aggregate.comparison_settings(results, "digits")
     assert settings["method"].tolist() == ["float", "nested", "nested", "ptq", "ptq", "lsq", "cgmq"]
     assert (settings.loc[settings["method"] != "float", "n_seeds"] == 2).all()
     assert settings.loc[0, "packed_bytes_mean"] == 40000 and settings.loc[0, "mean_bits_fixed_mean"] == 32
+    assert settings.loc[0, "entropy_bytes_mean"] == 40000  # the float baseline's file: float32
     assert settings["setting"].tolist()[:4] == ["float32", "λ=0", "λ=1e-9", "2 bits"]
     points = aggregate.pareto_points(results, "digits")
     assert [(m, p) for m, p in zip(points["method"], points["param"])] == [
@@ -513,7 +515,8 @@ def fake_results(tmp_path, seeds=(42, 43)):
             unique = int(4000 / (1 + 30 * level))
             report.update(unique_integers=unique, int_min=-unique // 2, int_max=unique // 2, int_range=unique // 2,
                           bits_unique=12, bits_fixed=12, zip_bytes=10000 - 1500 * level, packed_bytes=7000 - 900 * level,
-                          huffman_bytes=6000 - 900 * level, zip_ratio=1.8, packed_ratio=2.7)
+                          huffman_bytes=6000 - 900 * level, entropy_bytes=6500 - 900 * level, zip_ratio=1.8,
+                          packed_ratio=2.7)
             (d / "integers.lqsint").write_bytes(b"x")
         cfg = dict(run.config, terms=run.config.get("terms", {}), lr_schedule=[], data_dir=None)
         (d / "metrics.json").write_text(json.dumps({"run_id": run.run_id, "config": cfg, "report": report,
@@ -745,9 +748,13 @@ def test_notebook_structure(path):
     n_params = sum("parameters" in t for t in tags)
     assert n_params == (0 if path.stem == "tutorial" else 1)
     assert any("assertions" in t for t in tags), "a cell tagged `assertions` checks the numbers"
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert not cell.outputs and cell.execution_count is None, "store notebooks without outputs"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    if path.stem in ("run", "baseline"):  # the jobs' notebooks: their executed copies are the logs
+        assert all(not c.outputs and c.execution_count is None for c in code), "store the job notebooks without outputs"
+    else:  # the tutorial and figure notebooks are stored with their outputs, and nbval compares the marked cells
+        assert all(c.execution_count is not None for c in code), "store every cell's output (docs/workflow.md)"
+        checked = [c for c in code if c.source.startswith("# NBVAL_CHECK_OUTPUT")]
+        assert checked and all(c.outputs for c in checked), "a marked cell's output is compared by nbval"
 
 
 def test_figure_notebook_defaults_are_the_demo_settings():

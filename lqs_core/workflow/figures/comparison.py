@@ -15,6 +15,9 @@ from lqs_core.workflow.names import METHOD_NAMES, format_value, method_order
 COMPARISON_AXES = (("entropy_bytes", "size: integer file, entropy-coded [kB] (log)", 10),
                    ("mean_bits_fixed", "bits per weight, fixed width (mean over weights; log)", 2),
                    ("entropy_bits_per_weight", "bits per weight, entropy of the integers (log)", 2))
+#: At most this many settings of the thesis' schemes below the accuracy band get a label on the lower edge; with more
+#: (a long sweep's collapsed λ/γ), only the comparators' are labelled and the title gives the count.
+MAX_EDGE_LABELS = 8
 #: Marker of every method (matplotlib marker codes).
 MARKERS = {"float": "*", "nested": "o", "maxbin": "v", "inverse": "^", "difference": "<", "reconstruction": ">",
            "ptq": "s", "fixed": "D", "lsq": "P", "cgmq": "X", "layer_importance": "h", "hgq2": "d",
@@ -108,7 +111,9 @@ def comparison_figure(results, dataset: str, margin: float = ZOOM_MARGIN):
 
     The accuracy axis shows the band where the methods differ: from a bit below the lowest setting within
     ``margin`` points of the float baseline up. Settings below it are drawn on the axis' lower edge (cut marks on
-    the spine), labelled with their accuracy, so that no setting is left out. Comparator points are labelled by
+    the spine), labelled with their accuracy, so that no setting is left out (with more than
+    :data:`MAX_EDGE_LABELS` such settings of the thesis' schemes, only the comparators' are labelled and the title
+    gives the count). Comparator points are labelled by
     their bits (``4b``), CGMQ budget (``0.1``), HGQ2 β (``β1e-6``) or Keras mode (``int8``), without overlaps.
     """
     import matplotlib.pyplot as plt
@@ -122,6 +127,8 @@ def comparison_figure(results, dataset: str, margin: float = ZOOM_MARGIN):
     base = None if base is None else base * PERCENT
     low, high = accuracy_limits(agg["acc"], None, base, margin)
     cut = bool((agg["acc"] < low).any())
+    below_own = int(((agg["acc"] < low) & ~agg["method"].isin(spec.COMPARATORS) & (agg["method"] != "float")).sum())
+    label_own_below = below_own <= MAX_EDGE_LABELS
     fig, axes = plt.subplots(1, len(COMPARISON_AXES), figsize=(4.3 * len(COMPARISON_AXES), 4.6), sharey=True,
                              squeeze=False)
     axes = axes[0]
@@ -154,6 +161,8 @@ def comparison_figure(results, dataset: str, margin: float = ZOOM_MARGIN):
             marks += list(zip(x, y))
             for xi, yi, acc, text, is_below in zip(x, y, a["acc"], a["label"], below):
                 if is_below:
+                    if m not in spec.COMPARATORS and not label_own_below:
+                        continue
                     text = f"{text} {acc:.1f}%".strip()
                 elif m not in spec.COMPARATORS:
                     continue
@@ -180,7 +189,10 @@ def comparison_figure(results, dataset: str, margin: float = ZOOM_MARGIN):
                markerscale=1.3)
     title = (f"{dataset}: all methods, same data, network and seeds — mean ± sd over {seeds_text(agg['n_seeds'])}; "
              "lines: each method's Pareto front (non-dominated settings); star / dashed: float baseline")
-    if cut:
+    if cut and label_own_below:
         title += f"\nbelow {low:.1f}%: drawn on the lower edge (cut axis), labelled with their accuracy"
+    elif cut:
+        title += (f"\nbelow {low:.1f}%: drawn on the lower edge (cut axis); comparators labelled with their accuracy, "
+                  f"the {below_own} settings of the thesis' schemes there unlabelled (see the comparison table)")
     fig.suptitle(title, y=1.02 + 0.06 * -(-len(labels) // ncol), va="bottom")
     return fig
