@@ -111,13 +111,14 @@ def _lam(x) -> str:
 # Selections
 
 
-def _runs(results, dataset: str, family: str, granularity: Optional[str] = None, mode: str = "qat"):
-    """The runs of one sweep at the profile's own settings (no learning-rate or gradual variant, :func:`_plain`)."""
+def _runs(results, dataset: str, family: str, granularity: Optional[str] = None, mode: Optional[str] = "qat"):
+    """The runs of one sweep at the profile's own settings (no learning-rate or gradual variant, :func:`_plain`);
+    ``granularity`` / ``mode`` ``None``: all of them."""
     df = results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == family)]
     df = _plain(df)
     if granularity is not None:
         df = df[df["granularity"] == granularity]
-    if "mode" in df.columns:
+    if mode is not None and "mode" in df.columns:
         df = df[df["mode"] == mode]
     return df.sort_values("seed")
 
@@ -146,24 +147,26 @@ def last_epochs_range(results_dir: str, rows, n: int = 5) -> str:
     return f"{100 * min(values):.2f}–{100 * max(values):.2f}" if values else "–"
 
 
+def _tensor_integers(results_dir: str, integers_path: str) -> list:
+    """The integer tensors of a run's integer file, in the model's order."""
+    from lqs_core.export import read_integers
+
+    integers, _ = read_integers(os.path.join(results_dir, integers_path))
+    return list(integers.values())
+
+
 def per_tensor_unique(results_dir: str, integers_path: str) -> List[int]:
     """Unique integers of every quantized tensor of a run (in the model's order), from its integer file."""
     import numpy as np
 
-    from lqs_core.export import read_integers
-
-    integers, _ = read_integers(os.path.join(results_dir, integers_path))
-    return [int(np.unique(q).size) for q in integers.values()]
+    return [int(np.unique(q).size) for q in _tensor_integers(results_dir, integers_path)]
 
 
 def per_tensor_range(results_dir: str, integers_path: str) -> List[int]:
     """``max |P_q|`` of every quantized tensor of a run (in the model's order), from its integer file."""
     import numpy as np
 
-    from lqs_core.export import read_integers
-
-    integers, _ = read_integers(os.path.join(results_dir, integers_path))
-    return [int(np.abs(q).max()) if q.size else 0 for q in integers.values()]
+    return [int(np.abs(q).max()) if q.size else 0 for q in _tensor_integers(results_dir, integers_path)]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -365,7 +368,7 @@ def tensor_range_table(results, results_dir: str, dataset: str, family: str = "n
     import numpy as np
     import pandas as pd
 
-    df = _plain(results[(results["dataset"] == dataset) & (results["kind"] == "run") & (results["family"] == family)])
+    df = _runs(results, dataset, family, mode=None)
     df = df[(pd.to_numeric(df["param"], errors="coerce") >= min_param) & df["integers"].notna()]
     columns = [(g, m) for g in aggregate.present_granularities(df) for m in aggregate.present_modes(df)]
     rows = []

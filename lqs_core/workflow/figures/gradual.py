@@ -29,7 +29,7 @@ def gradual_datasets(results) -> list:
     if "variant" not in results.columns:
         return []
     runs = results[(results["kind"] == "run") & (results["family"] == "nested") & (results["mode"] == "qat")]
-    found = {d for d, v in zip(runs["dataset"], runs["variant"]) if _parts(v)[0] and not _parts(v)[2]}
+    found = {d for d, (start, _, rest) in zip(runs["dataset"], map(_parts, runs["variant"])) if start and not rest}
     return [d for d in spec.DATASETS if d in found]
 
 
