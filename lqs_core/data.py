@@ -49,10 +49,16 @@ A file that already exists (in 1, 2, 3 or the cache) is **never** handed to ``ke
 deletes a cached file whose hash does not match when its re-download fails, and re-packed copies (such as
 ``shared/data``) have a different file hash. Instead, MNIST and CIFAR-10 files are verified by lqs:
 
-* nothing from a data file is ever executed: ``mnist.npz`` is read with ``np.load(..., allow_pickle=False)``
-  and CIFAR-10's pickled batches with a restricted unpickler that only admits the numpy globals a genuine
-  batch needs (:data:`CIFAR_PICKLE_GLOBALS`) and refuses anything else before it runs
-  (:class:`UnsafeDataFileError`, a ``ValueError`` naming the file and the refused global);
+* nothing from a data file is ever executed: ``mnist.npz`` is read member by member with
+  ``numpy.lib.format.read_array(..., allow_pickle=False)`` and CIFAR-10's pickled batches with a restricted
+  unpickler that only admits the numpy globals a genuine batch needs (:data:`CIFAR_PICKLE_GLOBALS`) and refuses
+  anything else before it runs (:class:`UnsafeDataFileError`, a ``ValueError`` naming the file and the refused
+  global);
+* nothing is allocated before its size is checked: each ``.npy`` header of ``mnist.npz`` must declare a numeric
+  dtype and the manifest's shape with at most its rows, and the zip member must hold exactly that many bytes; a
+  CIFAR-10 batch's arrays are built from their pickled state only when its bytes are what the (numeric) dtype and
+  shape need, and its labels must be a flat list of at most 10 000 integers in 0..9 (``ValueError`` naming the
+  file, the array and what is allowed);
 * each file's bytes are read once and hashed before they are parsed: a file whose sha256 (for the official
   CIFAR-10 batches: md5, the only published checksum) is listed as known in the manifest is accepted;
 * otherwise (for example a re-packed copy) the decoded arrays must have the dataset's **content** hash
@@ -71,11 +77,13 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import pickle
 import tarfile
 import threading
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -601,7 +609,9 @@ def _numpy_reconstruct():
 
 
 #: The only globals a CIFAR-10 python batch may name (the numpy array reconstruction of its ``data``; the numpy
-#: 1.x and 2.x module names of the same function). The restricted unpickler refuses any other global.
+#: 1.x and 2.x module names of the same function). The restricted unpickler refuses any other global, and hands
+#: the batch's pickle stand-ins (:class:`_PickledDtype`, :class:`_PickledArray`) instead of numpy's own functions,
+#: so that numpy never sees an unchecked array or dtype state (an object dtype of a huge shape, flags that crash it).
 CIFAR_PICKLE_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
     ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
@@ -609,13 +619,89 @@ CIFAR_PICKLE_GLOBALS = {
     ("numpy", "dtype"): np.dtype,
 }
 
+#: Rows of a CIFAR-10 batch (images and labels; the manifest's shapes), its image bytes and its classes.
+_CIFAR_ROWS = max(e["arrays"]["labels"]["shape"][0] for e in _DS["cifar10"]["files"].values())
+_CIFAR_IMAGE_BYTES = 3 * 32 * 32
+_CIFAR_CLASSES = 10
+
 
 class UnsafeDataFileError(ValueError):
     """A data file asked for code to be run (a pickle global outside :data:`CIFAR_PICKLE_GLOBALS`); refused."""
 
 
+def _text(value) -> str:
+    """A pickled str (bytes from a Python 2 pickle read with ``encoding="bytes"``) as str."""
+    return value.decode("ascii") if isinstance(value, bytes) else value
+
+
+class _PickledDtype:
+    """What a batch's ``numpy.dtype(code, align, copy)`` call makes: a plain numeric dtype (no objects, fields or
+    sub-arrays), checked with its pickled state before numpy builds it."""
+
+    def __init__(self, path: Path, code=None, *flags):
+        self._path = path
+        try:
+            self.dtype = np.dtype(_text(code))
+        except (TypeError, ValueError, UnicodeDecodeError):
+            raise ValueError(f"{path}: its pickle names the dtype {code!r}; a CIFAR-10 batch holds numeric arrays "
+                             "(uint8) only.") from None
+        if self.dtype.kind not in "biuf" or self.dtype.fields is not None or self.dtype.subdtype is not None:
+            raise ValueError(f"{path}: its pickle names the dtype {self.dtype}; a CIFAR-10 batch holds numeric "
+                             "arrays (uint8) only.")
+
+    def __setstate__(self, state):
+        """A plain dtype's state: ``([version,] byteorder, None, None, None[, -1, -1, 0])``."""
+        state = tuple(state) if isinstance(state, tuple) else (state,)
+        rest = state[1:] if state and isinstance(state[0], int) else state
+        order = _text(rest[0]) if rest and isinstance(rest[0], (str, bytes)) else None
+        if order not in ("<", ">", "|", "=") or any(v not in (None, -1, 0) for v in rest[1:]):
+            raise ValueError(f"{self._path}: its pickle gives the dtype {self.dtype} the state {state!r:.200}; only "
+                             "a plain numeric dtype's state (byte order, no fields or flags) is allowed.")
+        if order in "<>":
+            self.dtype = self.dtype.newbyteorder(order)
+
+
+class _NdarrayName:
+    """What ``numpy.ndarray`` in a batch's pickle stands for: a name :class:`_PickledArray` accepts (calling it, which
+    would allocate any shape, is impossible)."""
+
+
+_NDARRAY = _NdarrayName()
+
+
+class _PickledArray:
+    """What a batch's ``_reconstruct(ndarray, ...)`` call makes: the array is built from its pickled state (shape,
+    :class:`_PickledDtype`, order, raw bytes) only when the bytes are exactly what the shape and dtype need."""
+
+    def __init__(self, path: Path, cls=None, *args):
+        self._path = path
+        self.array = None
+        if cls is not _NDARRAY:
+            raise ValueError(f"{path}: its pickle reconstructs a {type(cls).__name__}; only numpy.ndarray is "
+                             "allowed.")
+
+    def __setstate__(self, state):
+        """``([version,] shape, dtype, fortran_order, raw bytes)``."""
+        if not isinstance(state, tuple) or len(state) not in (4, 5):
+            raise ValueError(f"{self._path}: its pickle gives an array the state {state!r:.200}; expected "
+                             "([version,] shape, dtype, fortran order, bytes).")
+        shape, dtype, fortran, raw = state[-4:]
+        if not isinstance(dtype, _PickledDtype) or not isinstance(raw, bytes) or not isinstance(shape, tuple) \
+                or len(shape) > 32 or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise ValueError(f"{self._path}: its pickle gives an array a malformed state (shape {shape!r:.100}, "
+                             f"dtype {type(dtype).__name__}, data {type(raw).__name__}); expected a shape of "
+                             "integers >= 0, a numeric dtype and the raw bytes.")
+        need = math.prod(shape) * dtype.dtype.itemsize
+        if len(raw) != need:
+            raise ValueError(f"{self._path}: a pickled array of shape {shape} and dtype {dtype.dtype} has "
+                             f"{len(raw)} bytes of data; it needs {need}.")
+        flat = np.frombuffer(raw, dtype=dtype.dtype)
+        self.array = flat.reshape(shape, order="F" if fortran else "C").copy(order="F" if fortran else "C")
+
+
 class _BatchUnpickler(pickle.Unpickler):
-    """Unpickler for CIFAR-10 batches: only the numpy globals of :data:`CIFAR_PICKLE_GLOBALS` can be loaded."""
+    """Unpickler for CIFAR-10 batches: only the numpy globals of :data:`CIFAR_PICKLE_GLOBALS` can be named, and
+    they are answered by the checked stand-ins :class:`_PickledArray` and :class:`_PickledDtype`."""
 
     def __init__(self, raw: bytes, path: Path):
         super().__init__(io.BytesIO(raw), encoding="bytes")  # bytes keys, as keras.datasets.cifar reads them
@@ -630,11 +716,59 @@ class _BatchUnpickler(pickle.Unpickler):
                 f"global {module}.{name}, and only {allowed} are allowed. Nothing from the file was run; "
                 f"replace it with the original files.\n" + _how_to_get("cifar10")
             )
-        return found
+        if name == "dtype":
+            return lambda *args: _PickledDtype(self._path, *args)
+        if name == "ndarray":
+            return _NDARRAY  # only ever the first argument of _reconstruct; not callable
+        return lambda *args: _PickledArray(self._path, *args)
 
     def persistent_load(self, pid):
         raise UnsafeDataFileError(f"{self._path} was refused: its pickle uses persistent ids, which a CIFAR-10 "
                                   "batch never does. Nothing from the file was run.")
+
+
+def _npy_header(member, key: str):
+    """``(shape, fortran_order, dtype)`` from the header of an ``.npy`` member, its data not read."""
+    version = np.lib.format.read_magic(member)
+    if version == (1, 0):
+        return np.lib.format.read_array_header_1_0(member)
+    if version == (2, 0):
+        return np.lib.format.read_array_header_2_0(member)
+    raise ValueError(f"array {key!r}: .npy format version {version[0]}.{version[1]}; allowed: 1.0, 2.0.")
+
+
+def _check_npy(member, info: zipfile.ZipInfo, key: str, expected) -> None:
+    """An ``.npy`` member's header against the manifest before its data is read: a numeric dtype, the manifest's
+    shape with at most its rows (``(n, *rest)``, ``n <= rows``), and the member's size equal to header + data."""
+    shape, _, dtype = _npy_header(member, key)
+    rows, rest = expected[0], tuple(expected[1:])
+    if dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ValueError(f"array {key!r} has dtype {dtype}; allowed: a numeric dtype (uint8 as published).")
+    if len(shape) != len(expected) or tuple(shape[1:]) != rest or shape[0] > rows:
+        raise ValueError(f"array {key!r} declares shape {shape}; allowed: (n, {', '.join(map(str, rest))}) with "
+                         f"n <= {rows}.".replace(", )", ")"))
+    need = member.tell() + math.prod(shape) * dtype.itemsize
+    if info.file_size != need:
+        raise ValueError(f"array {key!r} ({info.filename}) holds {info.file_size} bytes, its header (shape {shape}, "
+                         f"dtype {dtype}) needs {need}.")
+
+
+def _read_npz(raw: bytes, arrays: dict):
+    """The arrays of an ``.npz`` file's bytes that the manifest entry ``arrays`` names (``{key: {"shape"}}``; members
+    ``<key>.npy``), each checked by :func:`_check_npy` before it is read (``numpy.lib.format.read_array``, no
+    pickles)."""
+    out = []
+    with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        for key, spec in arrays.items():
+            try:
+                info = archive.getinfo(key + ".npy")
+            except KeyError:
+                raise ValueError(f"no array {key!r} ({key}.npy); it has {archive.namelist()[:10]}.") from None
+            with archive.open(info) as member:
+                _check_npy(member, info, key, spec["shape"])
+            with archive.open(info) as member:
+                out.append(np.asarray(np.lib.format.read_array(member, allow_pickle=False)))
+    return out
 
 
 def _read_mnist(path: Path, verify: bool = True):
@@ -642,8 +776,7 @@ def _read_mnist(path: Path, verify: bool = True):
         verify = False
     raw, known = _read_checked("mnist", path) if verify else (path.read_bytes(), False)
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
-            x_tr, y_tr, x_te, y_te = (np.asarray(f[k]) for k in _MNIST_KEYS)
+        x_tr, y_tr, x_te, y_te = _read_npz(raw, _DS["mnist"]["files"][_MNIST_FILE]["arrays"])
     except Exception as e:
         raise ValueError(f"{path} is not a readable mnist.npz with keys {_MNIST_KEYS} ({e}).\n"
                          + _how_to_get("mnist")) from e
@@ -653,6 +786,42 @@ def _read_mnist(path: Path, verify: bool = True):
         else:
             _check_content("mnist", [path], (x_tr, y_tr, x_te, y_te), path)
     return (x_tr, y_tr), (x_te, y_te)
+
+
+def _entry(d: dict, key: str):
+    """``d[key]`` under a bytes or str key (Python 2 or 3 pickles); ``KeyError`` when neither is there."""
+    for k in (key.encode(), key):
+        if k in d:
+            return d[k]
+    raise KeyError(key)
+
+
+def _cifar_labels(labels, path: Path) -> np.ndarray:
+    """A batch's labels: a flat list (or 1-D integer array) of at most :data:`_CIFAR_ROWS` ints in 0..9, checked
+    element by element before numpy sees them."""
+    if isinstance(labels, _PickledArray) and labels.array is not None:
+        labels = labels.array
+        ok = labels.ndim == 1 and labels.dtype.kind in "iu" and labels.size <= _CIFAR_ROWS and (
+            labels.size == 0 or (int(labels.min()) >= 0 and int(labels.max()) < _CIFAR_CLASSES))
+    else:
+        ok = isinstance(labels, list) and len(labels) <= _CIFAR_ROWS and all(
+            type(v) is int and 0 <= v < _CIFAR_CLASSES for v in labels)
+    if not ok:
+        raise ValueError(f"{path} is not a CIFAR-10 python batch: its 'labels' must be a flat list of at most "
+                         f"{_CIFAR_ROWS} integers in 0..{_CIFAR_CLASSES - 1}, got a {type(labels).__name__}"
+                         f"{f' of {len(labels)} items' if isinstance(labels, (list, np.ndarray)) else ''}.\n"
+                         + _how_to_get("cifar10"))
+    return np.asarray(labels)
+
+
+def _cifar_data(data, n: int, path: Path) -> np.ndarray:
+    """A batch's images: a numeric array of ``n · 3072`` values (``n`` = the number of labels)."""
+    array = data.array if isinstance(data, _PickledArray) else None
+    if array is None or array.size != n * _CIFAR_IMAGE_BYTES:
+        got = f"an array of shape {array.shape}" if array is not None else f"a {type(data).__name__}"
+        raise ValueError(f"{path} is not a CIFAR-10 python batch: its 'data' must be a numeric array of {n} x "
+                         f"{_CIFAR_IMAGE_BYTES} values (one row per label), got {got}.\n" + _how_to_get("cifar10"))
+    return array
 
 
 def _read_cifar_batch(path: Path, raw: bytes):
@@ -667,16 +836,14 @@ def _read_cifar_batch(path: Path, raw: bytes):
     if not isinstance(d, dict):
         raise ValueError(f"{path} is not a CIFAR-10 python batch: it holds a {type(d).__name__}, expected a dict "
                          "with 'data' and 'labels'.\n" + _how_to_get("cifar10"))
-    out = []
-    for key in ("data", "labels"):
-        for k in (key.encode(), key):  # bytes or str keys
-            if k in d:
-                out.append(np.asarray(d[k]))
-                break
-        else:
-            raise ValueError(f"{path} is not a CIFAR-10 python batch: it has no {key!r} entry (keys: "
-                             f"{sorted(map(repr, d))}).\n" + _how_to_get("cifar10"))
-    return tuple(out)
+    try:
+        data, labels = _entry(d, "data"), _entry(d, "labels")
+    except KeyError as e:
+        keys = sorted(repr(k)[:40] for k in d if isinstance(k, (str, bytes)))[:10]
+        raise ValueError(f"{path} is not a CIFAR-10 python batch: it has no {e.args[0]!r} entry (keys: "
+                         f"{keys}).\n" + _how_to_get("cifar10")) from None
+    labels = _cifar_labels(labels, path)
+    return _cifar_data(data, labels.size, path), labels
 
 
 def _read_cifar(root: Path, verify: bool = True):
@@ -808,6 +975,21 @@ def _array_dataset(x, y, batch_size: int, seed, shuffle: bool):
 
     ds = _index_pipeline(len(y), seed, shuffle).batch(batch_size)
     return ds.map(take, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+#: Iterators Keras' ``fit`` creates per epoch over a ``tf.data`` training set of known length (Keras 3's
+#: ``EpochIterator``: one when the epoch starts, and one more, unused, when it ends), each drawing the next seed of
+#: the reshuffling pipeline: epoch ``e`` (0-based) is ordered by the ``2e + 1``-th seed.
+KERAS_ITERATORS_PER_EPOCH = 2
+
+
+def _advance_tf_pipeline(train, epochs: int) -> None:
+    """Draw the shuffle seeds of ``epochs`` epochs of ``fit`` from the ``tf.data`` pipeline ``train`` (iterators are
+    created and dropped, no batch is read), so that ``fit(..., initial_epoch=epochs)`` sees epoch ``epochs``'
+    order."""
+    for _ in range(KERAS_ITERATORS_PER_EPOCH * int(epochs)):
+        iterator = iter(train)
+        del iterator
 
 
 def _imagenette_files(root: Path):
@@ -1081,6 +1263,7 @@ def load(
     max_val=None,
     augment=None,
     image_size=None,
+    start_epoch: int = 0,
 ) -> Splits:
     """Batched pipelines for ``name`` (see the module docstring for where files come from): ``tf.data`` on the
     TensorFlow backend, NumPy batches (:class:`keras.utils.PyDataset`) on JAX and PyTorch.
@@ -1091,7 +1274,11 @@ def load(
     permutation seeded with ``seed`` (quick profiles). ``augment=None`` uses the dataset default: only Imagenette
     augments (resize 256 -> random crop 224 -> random horizontal flip -> brightness +-0.2 -> saturation 0.8-1.2
     -> clip 0..255; validation: resize 224). ``image_size`` (Imagenette only) replaces 224, the resize before
-    the crop becomes ``round(image_size * 8 / 7)``. Every argument is checked before any file is read.
+    the crop becomes ``round(image_size * 8 / 7)``. ``start_epoch`` (a resumed run, :mod:`lqs_core.checkpoint`):
+    ``fit(..., initial_epoch=start_epoch)`` on ``train`` sees the order of that (0-based) epoch, as an
+    uninterrupted ``fit`` does — NumPy batches: their epoch counter; ``tf.data``: the shuffle seeds of the earlier
+    epochs drawn (:data:`KERAS_ITERATORS_PER_EPOCH`), no batch read. Every argument is checked before any file is
+    read.
     """
     name = _check_name(name)
     _check_count("batch_size", batch_size, allow_none=False)
@@ -1101,6 +1288,12 @@ def load(
     _check_count("max_val", max_val)
     _check_augment(augment)
     image_size = _check_image_size(image_size)
+    if not _is_int(start_epoch) or start_epoch < 0:
+        raise ValueError(f"start_epoch must be an integer >= 0, got {start_epoch!r}.")
+    if start_epoch and name == "imagenette" and _use_tf_data():
+        raise ValueError("start_epoch: resuming the tf.data Imagenette pipeline at a later epoch is not supported "
+                         "(it would decode every skipped image); use the JAX or PyTorch backend, whose NumPy "
+                         "pipeline starts at any epoch.")
     if name == "imagenette":
         size = _IMAGENETTE_SIZE if image_size is None else image_size
         root = _imagenette_path(data_dir)
@@ -1108,6 +1301,7 @@ def load(
         train, val, n_tr, n_va, classes = pipelines(
             root, int(batch_size), seed, max_train, max_val, True if augment is None else bool(augment), size
         )
+        _start_numpy_batches(train, start_epoch)
         return Splits(name, train, val, (size, size, 3), len(classes), n_tr, n_va, classes)
     if image_size is not None:
         raise ValueError(f"image_size applies to imagenette only, not to {name!r}")
@@ -1123,11 +1317,20 @@ def load(
     if _use_tf_data():
         train = _array_dataset(x_tr, y_tr, int(batch_size), seed, shuffle=True)
         val = _array_dataset(x_va, y_va, int(batch_size), seed, shuffle=False)
+        _advance_tf_pipeline(train, start_epoch)
     else:
         ArrayBatches = _batch_classes()["ArrayBatches"]
         train = ArrayBatches(x_tr, y_tr, int(batch_size), seed, shuffle=True)
         val = ArrayBatches(x_va, y_va, int(batch_size), seed, shuffle=False)
+        _start_numpy_batches(train, start_epoch)
     return Splits(name, train, val, _INPUT_SHAPE[name], 10, len(y_tr), len(y_va), _CLASS_NAMES[name])
+
+
+def _start_numpy_batches(train, start_epoch: int) -> None:
+    """Set the NumPy training batches to epoch ``start_epoch``'s order (its seeded permutation)."""
+    if start_epoch and hasattr(train, "order"):
+        train.epoch = int(start_epoch)
+        train._order = train.order(train.epoch)
 
 
 def describe() -> str:

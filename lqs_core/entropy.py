@@ -13,6 +13,13 @@ The codings of the integer file (:mod:`lqs_core.intfile`, docs/deploy.md), for a
 * ``deflate``: the ``packed`` bytes, zlib-compressed (level 9). Huffman spends at least one bit per weight, so a
   tensor that is mostly one value (entropy well below 1 bit) is smaller as DEFLATE, whose LZ77 stage codes runs.
 
+Decoding bad data (:func:`decode`) ends in one ``ValueError`` before any large allocation: every coding's output is
+bounded by its input — ``packed``: exactly ``ceil(n · bits / 8)`` bytes; ``huffman``: at least one bit per value,
+``n <= 8 · nbytes``; ``deflate``: at most :data:`DEFLATE_MAX_RATIO` output bytes per input byte, and it is inflated
+with an output limit of the ``ceil(n · bits / 8)`` bytes the header declares — and the Huffman decoder works on
+blocks of :data:`_BLOCK_BYTES`, so its memory is the output's plus a constant. Only a constant tensor (``bits =
+0``) has no data to bound ``n``: :mod:`lqs_core.intfile` caps ``n`` (``MAX_ELEMENTS``) and reads it as a broadcast.
+
 :func:`encode` (``coding="auto"``) keeps the smallest, counting the Huffman table the header must hold
 (:func:`table_bytes`); :func:`decode` reverses each. Why these and not rANS (``constriction``) or ``dahuffman``:
 measured in docs/deploy.md on the committed runs' integer tensors — the per-tensor minimum is within 1-3 % of
@@ -34,6 +41,11 @@ _MAX_BITS = 64  # int64 integers never need more
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 #: Longest code decoded with a lookup table of ``2**len`` entries; longer codes are decoded bit by bit.
 _TABLE_BITS = 16
+#: Bytes of Huffman data decoded per block (the decoder's working memory is a few times ``8 · _BLOCK_BYTES``
+#: Python ints, whatever the data's size).
+_BLOCK_BYTES = 1 << 15
+#: DEFLATE's largest expansion: a 258-byte match coded in 2 bits, 258 / (2 / 8) = 1032 output bytes per input byte.
+DEFLATE_MAX_RATIO = 1032
 
 
 def _int64(values) -> np.ndarray:
@@ -193,55 +205,127 @@ def _first_codes(lengths: np.ndarray):
     return count, first, index
 
 
+def _check_huffman_count(count: int, nbytes: int) -> None:
+    """Every Huffman code is at least one bit: ``count <= 8 · nbytes`` (checked before anything is decoded)."""
+    if count > 8 * nbytes:
+        raise ValueError(f"Huffman data ends after at most {8 * nbytes} of {count} values: {nbytes} bytes, and every "
+                         "code is at least one bit (count <= 8 · bytes).")
+
+
+def _lookup_table(lengths: np.ndarray, top: int) -> Tuple[list, list]:
+    """Per ``top``-bit window: the index of the symbol whose code starts it (-1: none) and its code length."""
+    codes = canonical_codes(lengths).astype(np.int64)
+    table_sym = np.full(1 << top, -1, dtype=np.int64)
+    table_len = np.zeros(1 << top, dtype=np.int64)
+    for i, (c, n) in enumerate(zip(codes, lengths)):
+        lo = int(c) << (top - int(n))
+        table_sym[lo : lo + (1 << (top - int(n)))] = i
+        table_len[lo : lo + (1 << (top - int(n)))] = n
+    return table_sym.tolist(), table_len.tolist()
+
+
+def _windows(raw: np.ndarray, start: int, n: int, top: int) -> list:
+    """The ``top`` bits starting at each bit position ``start .. start + n - 1`` of ``raw`` (MSB first; zero bits
+    past its end), as ints. ``start`` is a multiple of 8."""
+    chunk = np.unpackbits(raw[start // 8 : (start + n + top + 7) // 8])
+    padded = np.zeros(n + top, dtype=np.int64)
+    padded[: min(chunk.size, n + top)] = chunk[: n + top]
+    window = np.zeros(n, dtype=np.int64)
+    for j in range(top):
+        window = (window << 1) | padded[j : j + n]
+    return window.tolist()
+
+
+def _decode_by_table(raw: np.ndarray, count: int, lengths: np.ndarray) -> np.ndarray:
+    """Symbol indices of ``count`` codes of at most :data:`_TABLE_BITS` bits: one table lookup per value, the
+    windows built block by block (:data:`_BLOCK_BYTES`)."""
+    top = int(lengths.max())
+    tsym, tlen = _lookup_table(lengths, top)
+    index = np.empty(count, dtype=np.int64)
+    pos, ends, block = 0, 8 * raw.size, 8 * _BLOCK_BYTES
+    k = 0
+    while k < count:
+        if pos >= ends:
+            raise ValueError(f"Huffman data ends after {k} of {count} values.")
+        start = pos - pos % 8
+        win = _windows(raw, start, min(block, ends - start), top)
+        stop = start + len(win)
+        while k < count and pos < stop:
+            w = win[pos - start]
+            if tsym[w] < 0:
+                raise ValueError(f"Huffman data holds a bit pattern that is no code of the table (value {k}).")
+            index[k] = tsym[w]
+            pos += tlen[w]
+            k += 1
+    if pos > ends:
+        raise ValueError(f"Huffman data ends inside the last of {count} values.")
+    _check_no_trailing(pos, raw.size, count)
+    return index
+
+
+def _check_no_trailing(bits_used: int, nbytes: int, count: int) -> None:
+    """The codes of ``count`` values end in the last byte: ``ceil(bits_used / 8) == nbytes`` (the encoder pads to a
+    byte only)."""
+    if -(-bits_used // 8) < nbytes:
+        raise ValueError(f"Huffman data has {nbytes - -(-bits_used // 8)} byte(s) after its last ({count}th) value; "
+                         f"its {count} codes take {-(-bits_used // 8)} bytes.")
+
+
+def _decode_bit_by_bit(raw: np.ndarray, count: int, lengths: np.ndarray) -> np.ndarray:
+    """Symbol indices of ``count`` codes read one bit at a time (codes longer than :data:`_TABLE_BITS`), as the
+    reader of docs/deploy.md; the bits unpacked block by block (:data:`_BLOCK_BYTES`)."""
+    top = int(lengths.max())
+    n_codes, first, start = _first_codes(lengths)
+    index = np.empty(count, dtype=np.int64)
+    code = length = k = 0
+    for offset in range(0, raw.size, _BLOCK_BYTES):
+        for i, b in enumerate(np.unpackbits(raw[offset : offset + _BLOCK_BYTES]).tolist()):
+            code, length = (code << 1) | b, length + 1
+            if length > top:
+                raise ValueError(f"Huffman data holds a bit pattern that is no code of the table (value {k}).")
+            if 0 <= code - first[length] < n_codes[length]:
+                index[k] = start[length] + code - first[length]
+                k, code, length = k + 1, 0, 0
+                if k == count:
+                    _check_no_trailing(8 * offset + i + 1, raw.size, count)
+                    return index
+    raise ValueError(f"Huffman data ends after {k} of {count} values.")
+
+
 def huffman_decode(data: bytes, count: int, symbols, lengths) -> np.ndarray:
-    """Inverse of :func:`huffman_encode`: ``count`` int64 values. ``ValueError`` where the bits run out or do not
-    form codes of the table."""
+    """Inverse of :func:`huffman_encode`: ``count`` int64 values. ``ValueError`` where the bits run out, do not
+    form codes of the table or go on past the byte of the last code, and (before decoding) where
+    ``count > 8 · len(data)``. Memory: the output and a constant (:data:`_BLOCK_BYTES`)."""
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}.")
     if count == 0:
         return np.zeros(0, dtype=np.int64)
     symbols, lengths = _check_table(symbols, lengths)
-    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8))
-    top = int(lengths.max())
-    if top <= _TABLE_BITS:  # table lookup: the next `top` bits of every position, then one step per symbol
-        codes = canonical_codes(lengths).astype(np.int64)
-        table_sym = np.full(1 << top, -1, dtype=np.int64)
-        table_len = np.zeros(1 << top, dtype=np.int64)
-        for i, (c, n) in enumerate(zip(codes, lengths)):
-            lo = int(c) << (top - int(n))
-            table_sym[lo : lo + (1 << (top - int(n)))] = i
-            table_len[lo : lo + (1 << (top - int(n)))] = n
-        padded = np.concatenate([bits, np.zeros(top, np.uint8)]).astype(np.int64)
-        window = np.zeros(bits.size, dtype=np.int64)
-        for j in range(top):
-            window = (window << 1) | padded[j : j + bits.size]
-        index = np.empty(count, dtype=np.int64)
-        pos, ends = 0, bits.size
-        win, tsym, tlen = window.tolist(), table_sym.tolist(), table_len.tolist()
-        for k in range(count):
-            if pos >= ends:
-                raise ValueError(f"Huffman data ends after {k} of {count} values.")
-            w = win[pos]
-            if tsym[w] < 0:
-                raise ValueError(f"Huffman data holds a bit pattern that is no code of the table (value {k}).")
-            index[k] = tsym[w]
-            pos += tlen[w]
-        if pos > ends:
-            raise ValueError(f"Huffman data ends inside the last of {count} values.")
-        return symbols[index]
-    n_codes, first, start = _first_codes(lengths)  # long codes: bit by bit, as the reader of docs/deploy.md
-    out = np.empty(count, dtype=np.int64)
-    code = length = k = 0
-    for b in bits.tolist():
-        code, length = (code << 1) | b, length + 1
-        if length > top:
-            raise ValueError(f"Huffman data holds a bit pattern that is no code of the table (value {k}).")
-        if 0 <= code - first[length] < n_codes[length]:
-            out[k] = symbols[start[length] + code - first[length]]
-            k, code, length = k + 1, 0, 0
-            if k == count:
-                return out
-    raise ValueError(f"Huffman data ends after {k} of {count} values.")
+    _check_huffman_count(count, len(data))
+    raw = np.frombuffer(data, dtype=np.uint8)
+    if int(lengths.max()) <= _TABLE_BITS:
+        return symbols[_decode_by_table(raw, count, lengths)]
+    return symbols[_decode_bit_by_bit(raw, count, lengths)]
+
+
+def inflate(data: bytes, size: int) -> bytes:
+    """The ``size`` bytes DEFLATE ``data`` (zlib) holds; ``ValueError``, before inflating more than ``size + 1``
+    bytes, where it holds more, fewer, or more than :data:`DEFLATE_MAX_RATIO` per input byte could give."""
+    if size > DEFLATE_MAX_RATIO * len(data):
+        raise ValueError(f"deflate data of {len(data)} bytes cannot hold the {size} bytes its header declares (at "
+                         f"most {DEFLATE_MAX_RATIO} bytes per byte: {DEFLATE_MAX_RATIO * len(data)}).")
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(data, size + 1)
+    except zlib.error as e:
+        raise ValueError(f"deflate data does not decompress ({e}).") from None
+    if len(out) > size:
+        raise ValueError(f"deflate data decompresses to more than the {size} bytes its header declares.")
+    if not inflater.eof:
+        raise ValueError(f"deflate data does not decompress (incomplete or truncated stream after {len(out)} bytes).")
+    if len(out) < size:
+        raise ValueError(f"deflate data decompresses to {len(out)} bytes, its header declares {size}.")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -286,10 +370,7 @@ def decode(fields: dict, data: bytes, count: int) -> np.ndarray:
     if fields.get("coding", "packed") == "packed":
         return unpack_bits(data, count, fields["bits"], fields["min"])
     if fields["coding"] == "deflate":
-        try:
-            packed = zlib.decompress(data)
-        except zlib.error as e:
-            raise ValueError(f"deflate data does not decompress ({e}).") from None
+        packed = inflate(data, -(-count * fields["bits"] // 8))
         return unpack_bits(packed, count, fields["bits"], fields["min"])
     if fields["coding"] == "huffman":
         return huffman_decode(data, count, fields["symbols"], fields["lengths"])
@@ -304,6 +385,7 @@ def coded_size(values, coding: str = "auto") -> int:
 
 __all__ = [
     "CODINGS",
+    "DEFLATE_MAX_RATIO",
     "canonical_codes",
     "canonical_table",
     "code_lengths",
@@ -312,6 +394,7 @@ __all__ = [
     "encode",
     "huffman_decode",
     "huffman_encode",
+    "inflate",
     "pack_bits",
     "table_bytes",
     "unpack_bits",

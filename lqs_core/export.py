@@ -25,10 +25,12 @@ Checks (every one raises ``ValueError`` naming the tensor or file, the bad value
 * reading refuses a file that is truncated, has another magic or format version, fails a checksum, or whose
   header is malformed (bits outside 0..64, an integer range that is not int64 or does not fit its bits, a scale
   shape that does not broadcast to its tensor, duplicate names, a Huffman table that is no prefix code), whose
-  scales are not finite and > 0, or whose decoded integers fall outside the range its header declares;
+  scales are not finite and > 0, or whose decoded integers fall outside the range its header declares; limits on
+  the header's size and the elements it declares are checked before anything is decoded (:mod:`lqs_core.intfile`);
 * loading into a model checks the file and the model's structure (count, host, parameter, shapes, rounding, the
-  other weights' shapes and dtypes) before it assigns anything, and restores the model's previous values if an
-  assignment still fails (the float32 case above): on any error the model is unchanged.
+  other weights' shapes, dtypes and finite values) before it decodes any tensor or assigns anything, and restores
+  the model's previous values if an assignment still fails (the float32 case above): on any error the model is
+  unchanged.
 """
 
 from __future__ import annotations
@@ -152,7 +154,8 @@ def read_header(path) -> dict:
 def read_integers(path) -> Tuple[Dict[str, np.ndarray], Dict[str, np.ndarray]]:
     """``({name: P_q int64}, {name: s float32})`` from a file written by :func:`save_integers`, no model needed.
 
-    Raises ``ValueError`` for a file that is not a valid integer file (module docstring, "Checks")."""
+    A constant tensor (one value, stored without data) is a read-only broadcast of that value (``np.array(q)``
+    copies it). Raises ``ValueError`` for a file that is not a valid integer file (module docstring, "Checks")."""
     header, body = _read(path)
     return _checked(path, _decode, header, body)
 
@@ -228,8 +231,17 @@ def _plan_other(stored_other, model_other, body):
         raw = _block(body, o["offset"], o["nbytes"], label)
         if len(raw) != dtype.itemsize * int(np.prod(shape, dtype=np.int64)):
             raise ValueError(f"corrupt file: {label} has {len(raw)} bytes for shape {shape} and dtype {dtype}.")
-        plan.append((w, np.frombuffer(raw, dtype=dtype).reshape(shape)))
+        value = np.frombuffer(raw, dtype=dtype).reshape(shape)
+        _check_finite(value, label)
+        plan.append((w, value))
     return plan
+
+
+def _check_finite(value: np.ndarray, label: str) -> None:
+    """A float weight must be finite (NaN/inf would make every prediction NaN)."""
+    if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+        bad = int((~np.isfinite(value)).sum())
+        raise ValueError(f"{label}: {bad} of {value.size} value(s) are NaN or inf; a weight must be finite.")
 
 
 def _assign_tensor(name, variable, quantizer, rounding, q, s):
@@ -261,17 +273,17 @@ def load_integers(model, path, match: str = "order") -> dict:
     stored non-quantized weights, if any, are assigned in order as well (same shapes, castable dtypes).
 
     Every check on the file (including its scales: finite and > 0) and on the model's structure runs before
-    anything is assigned; if an assignment still fails (the float32 case of the module docstring), the model's
-    previous values are restored. On any error the model is unchanged. Returns ``{"tensors": n, "other": n}``,
-    the counts assigned.
+    anything is assigned, the file's shapes against the model's before any tensor is decoded; if an assignment
+    still fails (the float32 case of the module docstring), the model's previous values are restored. On any error
+    the model is unchanged. Returns ``{"tensors": n, "other": n}``, the counts assigned.
     """
     if match not in ("order", "name"):
         raise ValueError(f"match must be 'order' or 'name', got {match!r}.")
     header, body = _read(path)
-    stored_ints, stored_scales = _checked(path, _decode, header, body)
+    stored = [c["entry"] for c in _checked(path, intfile.check_tensors, header, body)]  # fields only, no decoding
     entries = _quantized(model)
-    pairs = _checked(path, _pair, header["tensors"], entries, match)
-    plan = _checked(path, _plan_tensors, pairs)
+    pairs = _checked(path, _pair, stored, entries, match)
+    plan = _checked(path, _plan_tensors, pairs)  # shapes against the model's before anything is decoded
     other_plan = []
     stored_other = header.get("other")
     model_other = _other_weights(model, entries)
@@ -282,6 +294,7 @@ def load_integers(model, path, match: str = "order") -> dict:
             f"{path} holds no non-quantized weights; the model's {len(model_other)} other weights are left as they are.",
             stacklevel=2,
         )
+    stored_ints, stored_scales = _checked(path, _decode, header, body)
 
     # Every check passed and nothing is assigned yet. Keep the current values of everything assigned below, so that
     # a failure (an integer no float32 reproduces, or an error from the backend) leaves the model as it was.

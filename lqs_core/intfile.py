@@ -18,11 +18,20 @@ Header: ``{"format": "lqs-integers", "version": 2, "tensors": [...], "other": [.
 max, bits, offset, nbytes, scale_shape, scale_offset, scale_nbytes`` and, for ``coding == "huffman"``,
 ``symbols, lengths`` (the canonical Huffman table, :mod:`lqs_core.entropy`); an ``other`` entry ``name, shape,
 dtype, offset, nbytes`` (the raw little-endian array).
+
+Limits a reader checks before it allocates or decodes anything (a ``ValueError`` names the file, the field and
+what is allowed): a header of at most :data:`MAX_HEADER_BYTES` (after decompression, inflated with that output
+limit) and JSON nesting Python can parse; tensors of at most :data:`MAX_DIMS` dimensions and, all of a file's tensors
+together, at most :data:`MAX_ELEMENTS` elements; each tensor's data no smaller than its coding needs for the declared
+element count (:mod:`lqs_core.entropy`), so that decoding allocates at most a fixed factor of the file's size. A
+constant tensor (``bits = 0``, no data) is read as a read-only broadcast of its one value (``numpy.broadcast_to``):
+its declared size costs no memory.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 import zlib
 from typing import Iterable, List, Optional, Tuple
@@ -37,6 +46,13 @@ FORMAT_VERSION = 2
 #: Versions :mod:`lqs_core.export` reads.
 READ_VERSIONS = (1, 2)
 PREFIX = struct.Struct("<6sHII")  # magic, version, header length, header crc32
+#: Most elements a file may declare, all its tensors together: 2**31 (16 GiB as int64). A file of lqs' models
+#: holds far fewer; the limit keeps a small crafted header from asking for gigabytes.
+MAX_ELEMENTS = 2**31
+#: Most bytes of a header's JSON (64 MiB; a tensor entry with its Huffman table takes a few kB).
+MAX_HEADER_BYTES = 2**26
+#: Most dimensions of a tensor (numpy's limit).
+MAX_DIMS = 64
 
 
 def encode_header(header: dict, version: int = FORMAT_VERSION) -> bytes:
@@ -45,13 +61,34 @@ def encode_header(header: dict, version: int = FORMAT_VERSION) -> bytes:
     return zlib.compress(raw, 9) if version >= 2 else raw
 
 
+def _header_json(data: bytes, version: int) -> bytes:
+    """The header's JSON bytes, at most :data:`MAX_HEADER_BYTES` (inflated with that output limit)."""
+    if version < 2:
+        raw = data
+    else:
+        inflater = zlib.decompressobj()
+        try:
+            raw = inflater.decompress(data, MAX_HEADER_BYTES + 1)
+        except zlib.error as e:
+            raise ValueError(f"corrupt header ({e}).") from None
+        if len(raw) <= MAX_HEADER_BYTES and not inflater.eof:
+            raise ValueError("corrupt header (incomplete or truncated zlib stream).")
+    if len(raw) > MAX_HEADER_BYTES:
+        raise ValueError(f"header too large: its JSON has more than {MAX_HEADER_BYTES} bytes (MAX_HEADER_BYTES), "
+                         "the most a header may have.")
+    return raw
+
+
 def decode_header(data: bytes, version: int) -> dict:
     """Inverse of :func:`encode_header` (``ValueError`` for bytes that are not such a header)."""
+    raw = _header_json(data, version)
     try:
-        raw = zlib.decompress(data) if version >= 2 else data
         return json.loads(raw.decode("utf-8"))
-    except (zlib.error, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise ValueError(f"corrupt header ({e}).") from None
+    except RecursionError:
+        raise ValueError("corrupt header: its JSON is nested too deeply to parse (a header is an object of lists of "
+                         "flat objects).") from None
 
 
 def build(tensors: Iterable[dict], other: Optional[Iterable[Tuple[str, np.ndarray]]] = None,
@@ -190,9 +227,19 @@ def _field_int(t: dict, key: str, what: str, low: Optional[int] = None, high: Op
 
 def _field_shape(t: dict, key: str, what: str) -> Tuple[int, ...]:
     v = t[key]
-    if not isinstance(v, list) or not all(_is_int(d) and d >= 0 for d in v):
-        raise ValueError(f"corrupt header: {what}: {key} is {v!r}, expected a list of integers >= 0.")
+    if not isinstance(v, list) or len(v) > MAX_DIMS or not all(_is_int(d) and 0 <= d <= MAX_ELEMENTS for d in v):
+        shown = repr(v) if len(repr(v)) <= 200 else repr(v)[:200] + "..."
+        raise ValueError(f"corrupt header: {what}: {key} is {shown}, expected a list of integers >= 0 (at most "
+                         f"{MAX_DIMS} of them, each at most {MAX_ELEMENTS}).")
     return tuple(v)
+
+
+def _field_ints(t: dict, key: str, what: str, low: int, high: int) -> List[int]:
+    v = t[key]
+    if not isinstance(v, list) or not all(_is_int(x) and low <= x <= high for x in v):
+        shown = repr(v) if len(repr(v)) <= 200 else repr(v)[:200] + "..."
+        raise ValueError(f"corrupt header: {what}: {key} is {shown}, expected a list of integers in {low}..{high}.")
+    return v
 
 
 def _block(body: bytes, offset: int, nbytes: int, what: str) -> bytes:
@@ -204,55 +251,105 @@ def _block(body: bytes, offset: int, nbytes: int, what: str) -> bytes:
     return body[offset : offset + nbytes]
 
 
-def decode(header: dict, body: bytes):
+def _check_tensor(t: dict, body: bytes) -> dict:
+    """One header entry checked against its blocks of ``body``, nothing decoded: ``{name, shape, count, data,
+    scale_shape, s_data, entry}``. The data must be at least what its coding needs for ``count`` values."""
+    if not isinstance(t, dict):
+        raise ValueError(f"corrupt header: a tensor entry is a {type(t).__name__}, expected an object.")
+    name = t["name"]
+    what = f"tensor {name!r}"
+    if not isinstance(name, str):
+        raise ValueError(f"corrupt header: tensor name {name!r} is not a string.")
+    shape = _field_shape(t, "shape", what)
+    bits = _field_int(t, "bits", what, 0, entropy._MAX_BITS)
+    lo = _field_int(t, "min", what, entropy._INT64_MIN, entropy._INT64_MAX)
+    hi = _field_int(t, "max", what, lo, entropy._INT64_MAX)
+    if (hi - lo).bit_length() > bits:
+        raise ValueError(f"corrupt header: {what}: {bits} bits cannot hold its integer range {lo}..{hi}.")
+    coding = t.get("coding", "packed")  # version 1 files are packed
+    if coding not in entropy.CODINGS:
+        raise ValueError(f"corrupt header: {what}: coding is {coding!r}, expected one of {entropy.CODINGS}.")
+    count = math.prod(shape)
+    if count > MAX_ELEMENTS:
+        raise ValueError(f"{what}: shape {list(shape)} has {count} elements, more than the {MAX_ELEMENTS} "
+                         "(MAX_ELEMENTS) a file may hold.")
+    if coding == "huffman":
+        _field_ints(t, "symbols", what, entropy._INT64_MIN, entropy._INT64_MAX)
+        _field_ints(t, "lengths", what, 1, entropy._MAX_BITS)
+    data = _block(body, t["offset"], t["nbytes"], what)
+    scale_shape = _field_shape(t, "scale_shape", f"{what} scale")
+    s_data = _block(body, t["scale_offset"], t["scale_nbytes"], f"{what} scale")
+    if len(s_data) != 4 * math.prod(scale_shape):
+        raise ValueError(
+            f"corrupt file: the scale of {what} has {len(s_data)} bytes, shape {scale_shape} needs "
+            f"{4 * math.prod(scale_shape)} (float32)."
+        )
+    try:
+        np.broadcast_shapes(scale_shape, shape)
+    except ValueError:
+        raise ValueError(
+            f"corrupt header: {what}: scale shape {scale_shape} does not broadcast to the tensor shape {shape}."
+        ) from None
+    return {"name": name, "shape": shape, "count": count, "lo": lo, "hi": hi, "data": data,
+            "scale_shape": scale_shape, "s_data": s_data, "entry": t}
+
+
+def check_tensors(header: dict, body: bytes) -> List[dict]:
+    """Every tensor entry of ``header`` checked (:func:`_check_tensor`), names distinct and at most
+    :data:`MAX_ELEMENTS` elements in all, before anything is decoded or allocated."""
     entries = header["tensors"]
     if not isinstance(entries, list):
         raise ValueError(f"corrupt header: 'tensors' is {type(entries).__name__}, expected a list.")
-    tensors, scales_ = {}, {}
+    checked_, names, total = [], set(), 0
     for t in entries:
-        name = t["name"]
-        what = f"tensor {name!r}"
-        if not isinstance(name, str) or name in tensors:
-            raise ValueError(f"corrupt header: tensor name {name!r} is not a string or appears twice.")
-        shape = _field_shape(t, "shape", what)
-        bits = _field_int(t, "bits", what, 0, entropy._MAX_BITS)
-        lo = _field_int(t, "min", what, entropy._INT64_MIN, entropy._INT64_MAX)
-        hi = _field_int(t, "max", what, lo, entropy._INT64_MAX)
-        if (hi - lo).bit_length() > bits:
-            raise ValueError(f"corrupt header: {what}: {bits} bits cannot hold its integer range {lo}..{hi}.")
-        coding = t.get("coding", "packed")  # version 1 files are packed
-        if coding not in entropy.CODINGS:
-            raise ValueError(f"corrupt header: {what}: coding is {coding!r}, expected one of {entropy.CODINGS}.")
-        count = int(np.prod(shape, dtype=np.int64))
-        data = _block(body, t["offset"], t["nbytes"], what)
-        try:
-            values = entropy.decode(t, data, count)
-        except ValueError as e:
-            raise ValueError(f"corrupt file: {what}: {e}") from None
-        if values.size and (int(values.min()) < lo or int(values.max()) > hi):
-            raise ValueError(
-                f"corrupt file: {what} unpacks to {int(values.min())}..{int(values.max())}, outside the range "
-                f"{lo}..{hi} its header declares."
-            )
-        scale_shape = _field_shape(t, "scale_shape", f"{what} scale")
-        s_data = _block(body, t["scale_offset"], t["scale_nbytes"], f"{what} scale")
-        if len(s_data) != 4 * int(np.prod(scale_shape, dtype=np.int64)):
-            raise ValueError(
-                f"corrupt file: the scale of {what} has {len(s_data)} bytes, shape {scale_shape} needs "
-                f"{4 * int(np.prod(scale_shape, dtype=np.int64))} (float32)."
-            )
-        s = np.frombuffer(s_data, dtype="<f4")
-        try:
-            np.broadcast_shapes(scale_shape, shape)
-        except ValueError:
-            raise ValueError(
-                f"corrupt header: {what}: scale shape {scale_shape} does not broadcast to the tensor shape {shape}."
-            ) from None
-        problem = scale_problem(s)
-        if problem:
-            raise ValueError(f"{what}: {problem}.")
-        tensors[name] = values.reshape(shape)
-        scales_[name] = s.reshape(scale_shape).astype(np.float32)
+        c = _check_tensor(t, body)
+        if c["name"] in names:
+            raise ValueError(f"corrupt header: tensor name {c['name']!r} appears twice.")
+        names.add(c["name"])
+        total += c["count"]
+        if total > MAX_ELEMENTS:
+            raise ValueError(f"the tensors up to {c['name']!r} have {total} elements, more than the {MAX_ELEMENTS} "
+                             "(MAX_ELEMENTS) a file may hold.")
+        checked_.append(c)
+    return checked_
+
+
+def _is_constant(c: dict) -> bool:
+    """A tensor of one value stored without data: ``bits = 0``, packed or DEFLATE (of no bytes)."""
+    return c["entry"]["bits"] == 0 and c["entry"].get("coding", "packed") != "huffman"
+
+
+def _decode_tensor(c: dict) -> Tuple[np.ndarray, np.ndarray]:
+    """``(P_q, s)`` of one entry checked by :func:`_check_tensor`. A constant tensor (:func:`_is_constant`) is a
+    read-only broadcast of its one value: its size costs no memory, whatever shape the header declares."""
+    what = f"tensor {c['name']!r}"
+    lo, hi = c["lo"], c["hi"]
+    try:
+        if _is_constant(c):
+            entropy.decode(c["entry"], c["data"], 0)  # the data of no values (DEFLATE: must inflate to 0 bytes)
+            values = np.broadcast_to(np.int64(lo), c["shape"])
+        else:
+            values = entropy.decode(c["entry"], c["data"], c["count"]).reshape(c["shape"])
+    except ValueError as e:
+        raise ValueError(f"corrupt file: {what}: {e}") from None
+    if values.size and not _is_constant(c) and (int(values.min()) < lo or int(values.max()) > hi):
+        raise ValueError(
+            f"corrupt file: {what} unpacks to {int(values.min())}..{int(values.max())}, outside the range "
+            f"{lo}..{hi} its header declares."
+        )
+    s = np.frombuffer(c["s_data"], dtype="<f4")
+    problem = scale_problem(s)
+    if problem:
+        raise ValueError(f"{what}: {problem}.")
+    return values, s.reshape(c["scale_shape"]).astype(np.float32)
+
+
+def decode(header: dict, body: bytes):
+    """``({name: P_q int64}, {name: s float32})``: every entry checked first (:func:`check_tensors`), then
+    decoded."""
+    tensors, scales_ = {}, {}
+    for c in check_tensors(header, body):
+        tensors[c["name"]], scales_[c["name"]] = _decode_tensor(c)
     return tensors, scales_
 
 
@@ -263,7 +360,7 @@ def checked(path, fn, *args):
         return fn(*args)
     except KeyError as e:
         raise ValueError(f"{path}: corrupt header (missing field {e.args[0]!r}).") from None
-    except (TypeError, IndexError, AttributeError) as e:
+    except (TypeError, IndexError, AttributeError, OverflowError) as e:
         raise ValueError(f"{path}: corrupt header (malformed field: {e}).") from None
     except ValueError as e:
         raise ValueError(f"{path}: {e}") from None
@@ -287,5 +384,6 @@ def recoded_size(path) -> int:
     return len(build(records)[0])
 
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "PREFIX", "READ_VERSIONS", "build", "checked", "decode",
-           "decode_header", "encode_header", "read", "read_file", "recoded_size", "scale_problem"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAGIC", "MAX_DIMS", "MAX_ELEMENTS", "MAX_HEADER_BYTES", "PREFIX",
+           "READ_VERSIONS", "build", "check_tensors", "checked", "decode", "decode_header", "encode_header", "read",
+           "read_file", "recoded_size", "scale_problem"]

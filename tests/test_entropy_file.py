@@ -5,6 +5,8 @@ import glob
 import math
 import os
 import re
+import tracemalloc
+import zlib
 
 import keras
 import numpy as np
@@ -12,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import bad_files
 from lqs_core import entropy, export, intfile, metrics
 from lqs_core.layers import QDense
 
@@ -149,8 +152,6 @@ def version1(path_v2, tmp_path):
         assert t.pop("coding") == "packed"
     header["version"] = 1
     raw = intfile.encode_header(header, version=1)
-    import zlib
-
     out = tmp_path / "v1.lqsint"
     out.write_bytes(intfile.PREFIX.pack(intfile.MAGIC, 1, len(raw), zlib.crc32(raw)) + raw + blob[16 + n:])
     return out
@@ -188,3 +189,116 @@ def test_committed_version1_files_read_and_shrink():
     v1_coded = sum(t["nbytes"] for t in header["tensors"])
     assert info["coded_bytes"] <= v1_coded
     assert math.isclose(info["scale_bytes"], sum(t["scale_nbytes"] for t in header["tensors"]))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Bad data: refused before the decoder allocates what it declares (more crafted files: tests/test_bad_inputs.py)
+
+
+def test_inflate_stops_at_the_declared_size():
+    bomb = bad_files.deflate_bomb(256 << 20)  # 256 MiB of zeros in 256 kB
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="decompresses to more than the 100 bytes its header declares"):
+        entropy.decode({"coding": "deflate", "bits": 8, "min": 0}, bomb, 100)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 4 << 20, peak
+
+
+@pytest.mark.parametrize("data, count, message", [
+    (zlib.compress(bytes(10)), 10**6, r"deflate data of 11 bytes cannot hold the 1000000 bytes .* 1032 bytes per byte"),
+    (zlib.compress(bytes(100))[:-5], 100, "incomplete or truncated stream"),
+    (zlib.compress(bytes(50)), 100, "decompresses to 50 bytes, its header declares 100"),
+    (b"not zlib", 8, "does not decompress"),
+], ids=["ratio", "cut", "short", "garbage"])
+def test_bad_deflate_data(data, count, message):
+    with pytest.raises(ValueError, match=message):
+        entropy.decode({"coding": "deflate", "bits": 8, "min": 0}, data, count)
+
+
+def test_huffman_count_is_bounded_by_the_data_before_decoding(monkeypatch):
+    monkeypatch.setattr(entropy, "_decode_by_table", lambda *a: pytest.fail("decoded despite too few bytes"))
+    with pytest.raises(ValueError, match=r"ends after at most 16 of 17 values: 2 bytes"):
+        entropy.huffman_decode(b"\0\0", 17, [0, 1], [1, 1])
+
+
+@pytest.mark.parametrize("lengths", [[1, 1], [1, 17, 17]])  # table lookup; bit by bit (codes over 16 bits)
+def test_huffman_decoder_memory_does_not_grow_with_the_data(lengths):
+    symbols = list(range(len(lengths)))
+    data = bytes(1 << 20)  # a million bytes of code 0; 8 values wanted
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"has 1048575 byte\(s\) after its last \(8th\) value"):
+        entropy.huffman_decode(data, 8, symbols, lengths)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 24 << 20, peak  # a block's windows, not ~450 bytes per byte of data
+
+
+def test_huffman_blocks_join_seamlessly(monkeypatch):
+    monkeypatch.setattr(entropy, "_BLOCK_BYTES", 3)  # codes straddle many block boundaries
+    v = np.round(np.random.default_rng(5).laplace(0, 4, 3000)).astype(np.int64)
+    data, symbols, lengths = entropy.huffman_encode(v)
+    np.testing.assert_array_equal(entropy.huffman_decode(data, v.size, symbols, lengths), v)
+    counts = [1, 1]
+    while len(counts) < 22:
+        counts.append(counts[-1] + counts[-2])
+    v = np.repeat(np.arange(len(counts)), counts)[:5000]
+    data, symbols, lengths = entropy.huffman_encode(v)
+    np.testing.assert_array_equal(entropy.huffman_decode(data, v.size, symbols, lengths), v)
+
+
+def test_constant_tensor_is_a_broadcast_of_its_value(tmp_path):
+    path = tmp_path / "c.lqsint"
+    # 2**30 elements: 8 GiB as int64
+    path.write_bytes(bad_files.lqsint([bad_files.tensor(shape=[2**15, 2**15], lo=-3)]))
+    tracemalloc.start()
+    ints, scales = export.read_integers(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    q = ints["t"]
+    assert q.shape == (2**15, 2**15) and q.dtype == np.int64 and not q.flags.writeable
+    assert int(q[123, 456]) == -3 and peak < 1 << 20
+    assert scales["t"] == np.float32(0.5)
+
+
+def test_constant_deflate_tensor_must_inflate_to_nothing(tmp_path):
+    path = tmp_path / "c.lqsint"
+    path.write_bytes(bad_files.lqsint([bad_files.tensor(shape=[9], coding="deflate", data=zlib.compress(b"x"))],
+                                      zlib.compress(b"x")))
+    with pytest.raises(ValueError, match=r"tensor 't': deflate data decompresses to more than the 0 bytes"):
+        export.read_integers(path)
+
+
+def test_header_limits(tmp_path, monkeypatch):
+    path = tmp_path / "h.lqsint"
+    path.write_bytes(bad_files.lqsint([bad_files.tensor(name="x" * 5000)]))
+    monkeypatch.setattr(intfile, "MAX_HEADER_BYTES", 4096)
+    with pytest.raises(ValueError, match=rf"{path}: header too large: its JSON has more than 4096 bytes"):
+        export.read_integers(path)
+    path.write_bytes(bad_files.lqsint([], header_bytes=b"[" * 2000 + b"]" * 2000, version=1))
+    with pytest.raises(ValueError, match="nested too deeply"):
+        export.read_integers(path)
+
+
+def test_load_checks_shapes_before_decoding(tmp_path, monkeypatch):
+    model = trained_model()
+    path = tmp_path / "m.lqsint"
+    export.save_integers(model, path)
+    other = keras.Sequential([keras.Input((12,)), QDense(33), keras.layers.BatchNormalization(), QDense(4)])
+    monkeypatch.setattr(entropy, "decode", lambda *a: pytest.fail("a tensor was decoded before the shapes matched"))
+    with pytest.raises(ValueError, match=r"shape \(12, 32\) in the file, \(12, 33\) in the model"):
+        export.load_integers(other, path)
+
+
+def test_load_refuses_non_finite_other_weights(tmp_path):
+    model = trained_model()
+    bn = model.layers[1]
+    bn.moving_variance.assign(np.full(bn.moving_variance.shape, np.inf, np.float32))
+    path = tmp_path / "m.lqsint"
+    export.save_integers(model, path)
+    fresh = trained_model(seed=1)
+    before = [keras.ops.convert_to_numpy(w).copy() for w in fresh.weights]
+    with pytest.raises(ValueError, match=r"moving_variance.*32 of 32 value\(s\) are NaN or inf; a weight must be"):
+        export.load_integers(fresh, path)
+    for w, b in zip(fresh.weights, before):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(w), b)

@@ -180,8 +180,8 @@ def test_written_batches_pass_the_restricted_reader(tmp_path):
     batches = _synthetic_batches(5)
     root = data_script.write_batches(batches, tmp_path)
     for name, x, y in batches:
-        d = data._BatchUnpickler((root / name).read_bytes(), root / name).load()
-        assert np.array_equal(np.asarray(d[b"data"]), x) and list(d[b"labels"]) == list(y)
+        got_x, got_y = data._read_cifar_batch(root / name, (root / name).read_bytes())
+        assert np.array_equal(got_x, x) and list(got_y) == list(y)
 
 
 @pytest.mark.slow

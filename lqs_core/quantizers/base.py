@@ -24,6 +24,7 @@ values, for one-time calibration at a first call).
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import keras
@@ -82,12 +83,20 @@ def executing_eagerly(x=None) -> bool:
     return True
 
 
+#: The keywords ``keras.layers.Layer.__init__`` takes (``input_dim`` / ``input_shape`` through its ``**kwargs``).
+_LAYER_KEYS = tuple(p for p in inspect.signature(keras.layers.Layer.__init__).parameters if p not in ("self", "kwargs")
+                    ) + ("input_dim", "input_shape")
+
+
 class Quantizer(keras.layers.Layer):
     """Base class: ``granularity`` / ``axis`` of the scale and ``rounding = "round"``; subclasses add ``build``,
     ``call``, ``integers`` (and ``calibrate``) and their options."""
 
     #: Option name -> default, for :meth:`validate_options`.
     OPTIONS: dict = {}
+    #: Keys of a serialized quantizer besides :attr:`OPTIONS`: the scale's placement and what
+    #: ``keras.layers.Layer.__init__`` takes (:data:`_LAYER_KEYS`).
+    CONFIG_KEYS = ("granularity", "axis", *_LAYER_KEYS)
     rounding = "round"
 
     def __init__(self, granularity: str = "scalar", axis: Optional[int] = None, **kwargs):
@@ -108,6 +117,30 @@ class Quantizer(keras.layers.Layer):
     @classmethod
     def _check_options(cls, options: dict) -> dict:
         return options
+
+    @classmethod
+    def check_config(cls, config) -> None:
+        """``ValueError`` with lqs' reason where a serialized ``config`` (:meth:`get_config`, e.g. from a ``.keras``
+        file) cannot make this quantizer: a key that is neither an option nor in :attr:`CONFIG_KEYS`, a bad
+        granularity or axis, an option out of range. Nothing is built."""
+        if not isinstance(config, dict):
+            raise ValueError(f"the config of quantizer {cls.__name__} is a {type(config).__name__}, expected a dict.")
+        unknown = sorted(map(str, set(config) - set(cls.OPTIONS) - set(cls.CONFIG_KEYS)))
+        if unknown:
+            raise ValueError(f"Unknown option(s) {unknown} for quantizer {cls.__name__}; allowed: "
+                             f"{', '.join([*cls.OPTIONS, *cls.CONFIG_KEYS])}.")
+        validate_granularity(config.get("granularity", "scalar"))
+        axis = config.get("axis")
+        if axis is not None and (isinstance(axis, bool) or not isinstance(axis, int)):
+            raise ValueError(f"axis must be an integer (the axis that keeps its own scale) or None, got {axis!r}.")
+        cls.validate_options({k: config[k] for k in cls.OPTIONS if k in config})
+
+    @classmethod
+    def from_config(cls, config):
+        """Keras' ``from_config`` after :meth:`check_config`, so that a bad config fails with lqs' reason (not
+        Keras' "Unrecognized keyword arguments")."""
+        cls.check_config(config)
+        return super().from_config(config)
 
     def _build_axes(self, input_shape):
         shape = tuple(int(d) for d in input_shape)

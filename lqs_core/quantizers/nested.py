@@ -126,6 +126,7 @@ class NestedQuantizer(Quantizer):
     """
 
     OPTIONS = {"threshold": 0.0, "scale_init": DEFAULT_SCALE, "scale_min": DEFAULT_SCALE, "rounding": "floor"}
+    CONFIG_KEYS = (*Quantizer.CONFIG_KEYS, "loss_terms")
 
     def __init__(
         self,
