@@ -15,7 +15,7 @@ BACKEND ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(TF)
 
-.PHONY: reproduce test install figures benchmark benchmark-backends clean
+.PHONY: reproduce test install figures campaign benchmark benchmark-backends clean
 
 install: $(STAMP)
 
@@ -48,6 +48,8 @@ $(STAMP): pyproject.toml
 # console shows progress and one line per finished run; each job's output is in logs/<name>/.
 # The results folder's name comes from the profile (`python -m lqs_core.workflow.config output-name`): its `name`,
 # `<name>-<backend>` on another backend than TensorFlow, so BACKEND=jax never removes or retrains the TensorFlow runs.
+# That step reads the profile strictly and validates it first (no YAML anchors/aliases, Python tags or duplicate keys;
+# the schema), so a bad file is refused with one message before Snakemake's own YAML loader ever sees it.
 BACKEND_CONFIG := $(if $(BACKEND),--config backend=$(BACKEND))
 
 reproduce: $(STAMP)
@@ -61,17 +63,28 @@ reproduce: $(STAMP)
 	$(BIN)/snakemake --profile $(PROFILE) --configfile $(CONFIG) $(BACKEND_CONFIG)
 
 # The suite on TensorFlow (the reference backend), then the tests marked `backends` again on JAX, and on PyTorch
-# where it is installed (the `torch` extra is not part of the install above).
+# where it is installed (the `torch` extra is not part of the install above). Every part runs even when an earlier
+# one fails; the last lines say which parts passed and which failed, and the exit status is 1 if any failed.
+PYTEST_TF    := $(BIN)/python -m pytest tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg
+PYTEST_JAX   := KERAS_BACKEND=jax $(BIN)/python -m pytest tests -m backends -q
+PYTEST_TORCH := KERAS_BACKEND=torch $(BIN)/python -m pytest tests -m backends -q
+
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval-lax --sanitize-with tests/nbval_sanitize.cfg
-	@if $(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"; then \
-	  echo "KERAS_BACKEND=torch $(BIN)/python -m pytest tests -m backends -q"; \
-	  KERAS_BACKEND=torch $(BIN)/python -m pytest tests -m backends -q; \
-	else echo "PyTorch not installed: the backends tests on torch are skipped"; fi
-	KERAS_BACKEND=jax $(BIN)/python -m pytest tests -m backends -q
+	@failed=""; passed=""; \
+	echo "== part 1: the suite on TensorFlow (unit tests, smoke workflow, notebooks under nbval)"; \
+	if $(PYTEST_TF); then passed="$$passed tensorflow"; else failed="$$failed tensorflow"; fi; \
+	if $(BIN)/python -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is None)"; then \
+	  echo "== part 2: the backends tests on PyTorch"; \
+	  if $(PYTEST_TORCH); then passed="$$passed torch"; else failed="$$failed torch"; fi; \
+	else echo "== part 2: PyTorch not installed: the backends tests on torch are skipped"; fi; \
+	echo "== part 3: the backends tests on JAX"; \
+	if $(PYTEST_JAX); then passed="$$passed jax"; else failed="$$failed jax"; fi; \
+	echo "== make test: passed:$${passed:- none}; failed:$${failed:- none}"; \
+	test -z "$$failed"
 
 # Tables, figures and the profile's report (RESULTS.md for quick_cpu) again from the stored results, without
 # training: only the aggregation, figure and report rules may run (a missing run is an error, not a retraining).
+# The profile is checked strictly first, as for `make reproduce`.
 FIGURE_RULES := results fig_pareto fig_curves fig_histograms table_compression fig_comparison report all
 
 # PARTIAL=1: from the runs finished so far (a long profile such as config/mnist.yaml lands in parts). One --config
@@ -79,8 +92,24 @@ FIGURE_RULES := results fig_pareto fig_curves fig_histograms table_compression f
 FIGURE_CONFIG := $(if $(BACKEND)$(PARTIAL),--config $(if $(BACKEND),backend=$(BACKEND)) $(if $(PARTIAL),partial=true))
 
 figures: $(STAMP)
+	@$(BIN)/python -m lqs_core.workflow.config check $(CONFIG) || exit 2
 	$(BIN)/snakemake --cores 2 --quiet host rules --configfile $(CONFIG) $(FIGURE_CONFIG) \
 	  --allowed-rules $(FIGURE_RULES) --forcerun results
+
+# The CIFAR-10 campaign (config/cifar10.yaml, issue #22): about 18 hours of a 2-core CPU, in parts. Start it at the
+# beginning of every sitting; it resumes: finished runs are kept, the interrupted run continues from its last
+# finished epoch (lqs_core.checkpoint). `nice` keeps the machine responsive for other work; its console output goes
+# to logs/cifar10/campaign.log. `--rerun-triggers mtime`: a finished run is never redone because the code or the
+# rule's text changed between sittings (hours of training each), only when its files are missing.
+CAMPAIGN_CONFIG ?= config/cifar10.yaml
+LQS_DATA_DIR ?= $(abspath ../shared/data/keras/datasets)
+
+campaign: $(STAMP)
+	@$(BIN)/python -m lqs_core.workflow.config check $(CAMPAIGN_CONFIG) || exit 2
+	@mkdir -p logs/cifar10
+	LQS_DATA_DIR=$(LQS_DATA_DIR) nice -n 19 $(BIN)/snakemake --profile $(PROFILE) --configfile $(CAMPAIGN_CONFIG) \
+	  --rerun-triggers mtime \
+	  >> logs/cifar10/campaign.log 2>&1
 
 benchmark: $(STAMP)
 	$(BIN)/python benchmarks/step_overhead.py

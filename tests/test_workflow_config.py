@@ -155,6 +155,128 @@ datasets:
     assert out["threads"] == 1 and out["data_dir"] is None
 
 
+def test_numeric_strings_become_numbers_only_where_the_schema_expects_numbers():
+    # A quoted name that looks like a number stays the string it is (it used to become the int 2024 and be refused).
+    config = smoke()
+    config["name"] = "2024"
+    config["description"] = "1e-10"
+    config["datasets"]["digits"]["nested"]["thresholds"] = ["0", "1e-10"]  # where numbers are expected: numbers
+    out = wfconfig.validate_config(config)
+    assert out["name"] == "2024" and wfconfig.output_name(out) == "2024"
+    assert out["description"] == "1e-10"
+    assert out["datasets"]["digits"]["nested"]["thresholds"] == [0, 1e-10]
+    histogram = smoke()
+    histogram["figures"]["histograms"]["threshold"] = "1e-8"  # inside a oneOf (a rate or null)
+    assert wfconfig.validate_config(histogram)["figures"]["histograms"]["threshold"] == 1e-8
+    assert "not of type 'string'" in bad(lambda c: c.update(name=2024))  # unquoted: YAML's int, refused by name
+
+
+def test_quoted_name_passes_through_a_profile_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text((REPO / "config" / "smoke.yaml").read_text().replace("name: smoke", 'name: "2024"'))
+    assert wfconfig.load_config(path)["name"] == "2024"
+
+
+def test_seeds_are_numpy_seeds():
+    assert wfconfig.validate_config(smoke() | {"seeds": [0, 2**32 - 1]})["seeds"] == [0, 2**32 - 1]
+    msg = bad(lambda c: c.update(seeds=[2**32]))
+    assert "seeds[0]: 4294967296 must be <= 4294967295; allowed: an integer in [0, 4294967295]" in msg
+    msg = bad(lambda c: c["datasets"]["digits"]["loss_terms"].update(seeds=[2**33]))
+    assert "datasets.digits.loss_terms.seeds[0]: 8589934592 must be <= 4294967295" in msg
+
+
+def test_max_runs_caps_the_sweep_before_any_run_is_built():
+    from lqs_core.workflow import sweep as wfsweep
+
+    schema = wfconfig.load_schema()["properties"]["max_runs"]
+    assert schema["maximum"] == wfsweep.COUNT_CEILING and wfconfig.DEFAULT_MAX_RUNS == 5000
+    assert len(sweep.expand_runs(smoke() | {"max_runs": 11})) == 11  # exactly at the cap: fine
+    with pytest.raises(wfconfig.ConfigError) as info:
+        sweep.expand_runs(smoke() | {"max_runs": 10})
+    assert "the sweep expands to 11 runs; allowed: at most max_runs = 10" in str(info.value)
+    huge = smoke() | {"max_runs": wfsweep.COUNT_CEILING, "seeds": list(range(3000))}
+    huge["datasets"]["digits"]["nested"]["thresholds"] = [i * 1e-12 for i in range(400)]
+    with pytest.raises(wfconfig.ConfigError) as info:
+        sweep.expand_runs(huge)  # 2.4 million: counting stops at the ceiling
+    assert f"the sweep expands to more than {wfsweep.COUNT_CEILING} runs" in str(info.value)
+    assert "datasets.digits.nested.thresholds (400)" in str(info.value) and "seeds (3000)" in str(info.value)
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("a: &x [1]\nb: *x\n", "line 1, column 4: anchor '&x'"),
+    ("a: *x\n", "line 1, column 4: alias '*x'"),
+    ("a: 1\nb: 2\na: 3\n", "line 3, column 1: key 'a' appears twice in one mapping (first on line 1)"),
+    ("a: {b: 1, b: 1}\n", "line 1, column 11: key 'b' appears twice"),
+    ("a: !!set {b}\n", "line 1, column 4: tag '!!set'"),
+    ("a: !!timestamp 2024-01-01\n", "tag '!!timestamp'"),
+    ("a: !!python/str x\n", "tag '!!python/str'"),
+    ("!!python/object:os.system {}\n", "line 1, column 1: tag '!!python/object:os.system'"),
+    ("%TAG !p! tag:yaml.org,2002:python/\n---\na: !p!tuple [1]\n", "tag '!!python/tuple'"),
+    ('{"a": 1, "a": 2}\n', "key 'a' appears twice"),  # JSON too
+    ("a: [\n", "line 2, column 1:"),
+])
+def test_strict_loader_refuses(tmp_path, text, expected):
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    with pytest.raises(wfconfig.ConfigError) as info:
+        wfconfig.read_yaml(path)
+    assert str(info.value).startswith(f"Invalid workflow config ({path}): ") and expected in str(info.value)
+    assert "allowed: " in str(info.value)
+
+
+def test_strict_loader_reads_plain_yaml_and_json(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text("a: !!str 1\nc: [1, 2.5, null, true]\nd: {e: f}\n")
+    assert wfconfig.read_yaml(path) == {"a": "1", "c": [1, 2.5, None, True], "d": {"e": "f"}}
+    path.write_text(json.dumps({"name": "j", "seeds": [1]}))
+    assert wfconfig.read_yaml(path) == {"name": "j", "seeds": [1]}
+    path.write_text("x" * (wfconfig.MAX_BYTES + 1))
+    with pytest.raises(wfconfig.ConfigError, match="allowed: at most 1048576 bytes"):
+        wfconfig.read_yaml(path)
+
+
+@pytest.mark.parametrize("name", PROFILES + ["mnist", "cifar10_gpu"])
+def test_shipped_profiles_are_strict_yaml(name):
+    """Read with the strict loader: no anchors, tags or duplicate keys; the same data as PyYAML's safe_load."""
+    assert wfconfig.read_yaml(REPO / "config" / f"{name}.yaml") == load(name)
+
+
+@pytest.mark.parametrize("output,allowed", [
+    ("results/smoke/report.md", True), ("RESULTS.md", True), ("results/x/y/z.md", True),
+    ("lqs_core/__init__.py", False), ("README.md", False), ("results/smoke/results.csv", False),
+    ("Snakefile", False), ("results/../lqs_core/x.md", False), ("results/a b.md", False),
+    ("results/$(id).md", False), ("results/a;b.md", False), ("results/-rf.md", True),
+])
+def test_report_output_only_where_the_workflow_writes_reports(output, allowed):
+    config = smoke()
+    config["report"]["output"] = output
+    if allowed:
+        assert wfconfig.validate_config(config)["report"]["output"] == output
+    else:
+        assert "report.output" in bad(lambda c: c["report"].update(output=output))
+
+
+@pytest.mark.parametrize("data_dir,allowed", [
+    ("/data/lqs", True), ("data", True), ("~/datasets", True), ("../shared/data/keras/datasets", True),
+    ("/data/my data", False), ("$HOME/data", False), ("/data/`id`", False), ("-x", False), ("", False),
+])
+def test_data_dir_characters(data_dir, allowed):
+    if allowed:
+        assert wfconfig.validate_config(smoke() | {"data_dir": data_dir})["data_dir"] == data_dir
+    else:
+        assert f"data_dir: {data_dir!r} is not a folder path" in bad(lambda c: c.update(data_dir=data_dir))
+
+
+def test_check_command(tmp_path):
+    check = [sys.executable, "-m", "lqs_core.workflow.config", "check"]
+    ok = subprocess.run(check + [str(REPO / "config" / "smoke.yaml")], capture_output=True, text=True)
+    assert ok.returncode == 0 and ok.stdout == "" and ok.stderr == ""
+    path = tmp_path / "p.yaml"
+    path.write_text((REPO / "config" / "smoke.yaml").read_text() + "seeds: [1]\n")
+    refused = subprocess.run(check + [str(path)], capture_output=True, text=True)
+    assert refused.returncode == 1 and "key 'seeds' appears twice" in refused.stderr
+
+
 def test_schema_objects_are_closed():
     def walk(node, where):
         if isinstance(node, dict):
@@ -188,7 +310,8 @@ def test_schema_agrees_with_the_vocabulary():
     assert cgmq["gate_init"]["minimum"] == spec.GATE_MIN
     li = defs["comparators"]["properties"]["layer_importance"]["properties"]
     assert set(spec.LAYER_IMPORTANCE_OPTIONS) <= set(li)
-    assert set(defs["train"]["properties"]) <= set(spec.RunConfig.field_names())
+    # every train key is a RunConfig field, but ptq_epochs: the workflow sets `epochs` of the ptq-mode runs from it
+    assert set(defs["train"]["properties"]) - {"ptq_epochs"} <= set(spec.RunConfig.field_names())
     # the workflow's orders are permutations of the vocabulary, not copies of it
     assert sorted(g for g in names.GRANULARITY_ORDER if g != "weightwise") == sorted(spec.GRANULARITIES)
     assert set(sweep.EXTERNAL_GRANULARITY.values()) <= set(names.GRANULARITY_ORDER)
@@ -640,7 +763,9 @@ def test_figures_from_synthetic_results(tmp_path):
     assert table.curve_keys(results) == [("digits", "nested", "qat"), ("digits", "nested", "ptq"),
                                          ("digits", "maxbin", "qat")]
     fig = curves.curves_figure(histories, "digits", "nested", "qat")
-    assert fig.axes[0].get_ylabel() == "validation accuracy [%]" and fig.axes[1].get_yscale() == "log"
+    # rows: accuracy, accuracy zoomed on the last epochs' band, loss (log)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["validation accuracy [%]", "zoom [%]", "validation loss (log)"]
+    assert fig.axes[1].get_yscale() == "linear" and fig.axes[2].get_yscale() == "log"
     assert len(fig.axes[0].get_lines()) == 3 + 1  # three λ + float baseline
     plt.close(fig)
 
@@ -697,7 +822,7 @@ def test_claim_gpu_takes_a_free_device(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("mutate,expected", [
-    (lambda c: c["datasets"].update(svhn=c["datasets"]["digits"]), "unknown key 'svhn'"),
+    (lambda c: c["datasets"].update(svhn=copy.deepcopy(c["datasets"]["digits"])), "unknown key 'svhn'"),
     (lambda c: c["datasets"]["digits"]["nested"].update(thresholds=[-1e-10]), "thresholds[0]: -1e-10 must be >= 0"),
     (lambda c: c["datasets"]["digits"].update(granularities=["blockwise"]), "'blockwise' is not one of"),
     (lambda c: c.update(epochs=3), "unknown key 'epochs'"),
@@ -776,3 +901,18 @@ def test_run_notebook_parameters_match_runconfig():
     assert {"config_json", "out_dir", "report_file", "threads"} <= set(run)
     assert run["dataset"] == "digits" and run["epochs"] <= 3  # tiny default
     assert notebook_defaults("baseline")["epochs"] <= 3
+
+
+def test_ptq_epochs_sets_the_fine_tuning_budget_of_every_ptq_mode_run():
+    """train.ptq_epochs: every run in ptq mode (nested, comparators) gets it as its epochs, the rest the profile's;
+    the ptq_eval comparators train nothing; runs train in the profile's order (baselines first)."""
+    config = wfconfig.load_config(os.path.join(REPO, "config", "cifar10.yaml"))
+    runs = sweep.expand_runs(config)
+    assert runs[0].kind == "baseline" and runs[0].config["epochs"] == 100
+    ptq_mode = [r for r in runs if r.mode == "ptq"]
+    assert ptq_mode and {r.config["epochs"] for r in ptq_mode} == {20}
+    assert {r.family for r in ptq_mode} == {"nested", "lsq", "fixed"}
+    assert all(r.config["float_weights"].endswith("baselines/cifar10-float-s42/model.keras") for r in ptq_mode)
+    assert {r.config["epochs"] for r in runs if r.mode == "qat"} == {100}
+    order = [r.family for r in runs]
+    assert order.index("nested") < order.index("lsq")

@@ -214,18 +214,24 @@ def summary_line(metrics_path, backend: Optional[str] = None) -> str:
     return " | ".join(parts)
 
 
-def papermill_options(params: Optional[Mapping]) -> str:
-    """papermill options for a notebook's parameters: ``-p name value`` for numbers, booleans and None (papermill
-    reads 1e-10, True, None back as such), ``-r`` for strings, ``-y`` with JSON for lists and mappings."""
-    opts = []
+def papermill_args(params: Optional[Mapping]) -> list:
+    """papermill's arguments for a notebook's parameters, one list item per shell word: ``-p name value`` for
+    numbers, booleans and None (papermill reads 1e-10, True, None back as such), ``-r`` for strings, ``-y`` with
+    JSON for lists and mappings."""
+    args = []
     for name, value in sorted((params or {}).items()):
         if isinstance(value, (list, dict)):
-            opts.append("-y " + shlex.quote(json.dumps({name: value})))
+            args += ["-y", json.dumps({name: value})]
         elif isinstance(value, str):
-            opts.append(f"-r {name} {shlex.quote(value)}")
+            args += ["-r", name, value]
         else:
-            opts.append(f"-p {name} {shlex.quote(repr(value))}")
-    return " ".join(opts)
+            args += ["-p", name, repr(value)]
+    return args
+
+
+def papermill_options(params: Optional[Mapping]) -> str:
+    """:func:`papermill_args` as one shell string, each word quoted."""
+    return " ".join(shlex.quote(arg) for arg in papermill_args(params))
 
 
 def main(argv=None) -> None:

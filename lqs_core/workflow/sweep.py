@@ -10,14 +10,16 @@ suffixes a profile shares by all its runs.
 
 from __future__ import annotations
 
+import itertools
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 from lqs_core import spec
 from lqs_core.workflow import names
 from lqs_core.workflow.config import (DEFAULT_BACKEND, ConfigError, dataset_backend, dataset_seeds, granularities,
-                                      modes, output_name, validate_config)
+                                      max_runs, modes, output_name, validate_config)
 
 #: The folder of a run's kind under ``results/<profile>/`` (and ``logs/<profile>/``).
 FOLDERS = {"baseline": "baselines", "run": "runs"}
@@ -66,10 +68,19 @@ class Run:
 
 
 def _train_fields(config: Mapping, dataset: str) -> dict:
+    """The RunConfig fields a dataset's ``train`` section sets (``ptq_epochs`` aside: :func:`_ptq_epochs`)."""
     fields = dict(config["datasets"][dataset].get("train") or {})
+    fields.pop("ptq_epochs", None)
     if config.get("data_dir"):
         fields["data_dir"] = config["data_dir"]
     return fields
+
+
+def _ptq_epochs(config: Mapping, dataset: str) -> Optional[int]:
+    """``train.ptq_epochs``: the epochs of every run in ``ptq`` mode (fine-tuned from the float baseline: the nested
+    scheme, the loss terms and the trained comparators alike); None = the dataset's ``epochs``."""
+    value = (config["datasets"][dataset].get("train") or {}).get("ptq_epochs")
+    return None if value is None else int(value)
 
 
 def _comparator_settings(comp: Mapping) -> List[tuple]:
@@ -129,6 +140,7 @@ def _points(config: Mapping, dataset: str, results_dir: str):
     ds = config["datasets"][dataset]
     train = _train_fields(config, dataset)
     seeds = dataset_seeds(config, dataset)
+    ptq_epochs = _ptq_epochs(config, dataset)
 
     def float_weights(seed):
         base = spec.baseline_id(dataset, seed)
@@ -171,6 +183,8 @@ def _points(config: Mapping, dataset: str, results_dir: str):
                     base = None
                     if mode == "ptq":
                         base, cfg["float_weights"] = float_weights(seed)
+                        if ptq_epochs is not None:
+                            cfg["epochs"] = ptq_epochs
                     yield where, "run", family, granularity, mode, float(param), seed, cfg, base
     gradual = ds.get("gradual")
     if gradual:  # gradual quantization: λ switched on at epoch k (lqs_core.gradual), QAT from scratch
@@ -203,8 +217,54 @@ def _points(config: Mapping, dataset: str, results_dir: str):
                     base = None
                     if family in ("ptq", "keras_quantize") or mode == "ptq":
                         base, cfg["float_weights"] = float_weights(seed)
+                    if mode == "ptq" and ptq_epochs is not None:
+                        cfg["epochs"] = ptq_epochs
                     yield (f"datasets.{dataset}.comparators.{family}", "run", family, granularity, mode,
                            float(param), seed, cfg, base)
+
+
+#: Counting a sweep's runs stops here (a larger one is "more than" this many).
+COUNT_CEILING = 1_000_000
+#: The keys of a sweep's section and of its dataset that multiply its runs.
+_MULTIPLYING_KEYS = ("granularities", "modes", "seeds", "values", "start_epochs", "thresholds", "bits", "budgets",
+                     "gates", "betas", "learning_rates")
+
+
+def sweep_sizes(config: Mapping, results_dir: str) -> Counter:
+    """The number of runs of each sweep (its key path: ``datasets.mnist.nested``, ...; the baselines under
+    ``datasets.<name>.train``) of a validated ``config``, counted before any run is built (at most
+    :data:`COUNT_CEILING` in all)."""
+    points = (point[0] for dataset in spec.DATASETS if dataset in config["datasets"]
+              for point in _points(config, dataset, results_dir))
+    return Counter(itertools.islice(points, COUNT_CEILING + 1))
+
+
+def _multipliers(config: Mapping, where: str) -> str:
+    """The lists behind a sweep's runs and their lengths: ``datasets.d.nested.thresholds (50) x ... x seeds (3)``."""
+    parts = where.split(".")
+    found = {"seeds": ("seeds", len(config["seeds"]))}  # by key name: the innermost section's list wins
+    node = config
+    for depth, key in enumerate(parts):
+        node = node.get(key) if isinstance(node, Mapping) else None
+        prefix = ".".join(parts[:depth + 1])
+        if isinstance(node, list):
+            found[key] = (prefix, len(node))
+        elif isinstance(node, Mapping) and depth >= 1:
+            keys = ("seeds",) if where.endswith(".train") else _MULTIPLYING_KEYS  # the baselines: one per seed
+            found.update({k: (f"{prefix}.{k}", len(v)) for k, v in node.items() if k in keys and isinstance(v, list)})
+    return " x ".join(f"{path} ({n})" for path, n in found.values())
+
+
+def _size_problem(config: Mapping, sizes: Counter, source: str) -> Optional[str]:
+    """Why the sweep is too large to run (None if it has at most ``max_runs`` runs): its size and what multiplies."""
+    total, limit = sum(sizes.values()), max_runs(config)
+    if total <= limit:
+        return None
+    count = f"more than {COUNT_CEILING}" if total > COUNT_CEILING else str(total)
+    largest = "\n  - ".join(f"{where}: {n} runs = {_multipliers(config, where)}" for where, n in sizes.most_common(3))
+    return (f"Invalid {source}: the sweep expands to {count} runs; allowed: at most max_runs = {limit} (the default "
+            f"is {max_runs({})}; set max_runs in the profile to run a larger sweep). The largest sweeps:\n  - "
+            f"{largest}")
 
 
 def expand_runs(config: Mapping, results_dir: Optional[str] = None, source: str = "workflow config") -> List[Run]:
@@ -213,10 +273,14 @@ def expand_runs(config: Mapping, results_dir: Optional[str] = None, source: str 
     ``results_dir`` (default ``results/<output name>``, :func:`lqs_core.workflow.config.output_name`) is where the
     baselines live; a ``ptq`` run's ``float_weights`` points at its baseline's ``model.keras`` there. Raises
     :class:`ConfigError` for a run that :class:`lqs_core.spec.RunConfig` refuses (naming the key path of its sweep,
-    e.g. ``datasets.digits.nested: granularity: 'channelwise' ...``) and for run ids that collide.
+    e.g. ``datasets.digits.nested: granularity: 'channelwise' ...``), for run ids that collide, and for a sweep of
+    more than ``max_runs`` runs (counted before any run is built; :func:`sweep_sizes`).
     """
     config = validate_config(config, source=source)
     results_dir = results_dir or os.path.join("results", output_name(config))
+    too_large = _size_problem(config, sweep_sizes(config, results_dir), source)
+    if too_large:
+        raise ConfigError(too_large)
     baselines: List[Run] = []
     runs: List[Run] = []
     problems: List[str] = []

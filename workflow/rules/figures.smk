@@ -19,8 +19,9 @@ rule results:
 # (found statically by lqs_core.workflow.sources; e.g. editing the GPU locking redraws nothing).
 FIGURE_SHELL = quiet(
     f"MPLBACKEND=agg OMP_NUM_THREADS=1 {JOB_ENV} {PAPERMILL} {{input.notebook:q}} {{params.executed:q}} "
-    f"-r profile {NAME} -r results_dir {RESULTS} -r figures_dir {FIGURES} {{params.extra}}",
-    "{params.notebook}",
+    "-r profile {params.profile:q} -r results_dir {params.results_dir:q} -r figures_dir {params.figures_dir:q} "
+    "{params.extra:q}",
+    "{params.notebook:q}",
 )
 
 for _notebook, _files in FIGURE_OUTPUTS.items():
@@ -39,7 +40,10 @@ for _notebook, _files in FIGURE_OUTPUTS.items():
         params:
             notebook=_notebook,
             executed=f"{LOGS}/figures/{_notebook}.ipynb",
-            extra=jobs.papermill_options(FIG_PARAMS.get(sweep.FIGURE_NOTEBOOKS[_notebook])),
+            profile=NAME,
+            results_dir=RESULTS,
+            figures_dir=FIGURES,
+            extra=jobs.papermill_args(FIG_PARAMS.get(sweep.FIGURE_NOTEBOOKS[_notebook])),
         message:
             f"figures: {_notebook}"
         shell:

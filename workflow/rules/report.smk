@@ -5,7 +5,8 @@ if REPORT:
     rule report:
         # The thesis' numbers beside ours, rendered from the results table and the runs' integer files by
         # lqs_core/report.py; no training. The template is read from the repository, the report written into the
-        # working directory (both paths checked to stay inside them when the config is validated).
+        # working directory: under results/, or RESULTS.md (both paths checked when the config is validated: safe
+        # characters, inside their folders; Snakemake deletes the output before the job runs).
         input:
             results=f"{RESULTS}/results.csv",
             template=os.path.join(REPO, REPORT["template"]),
@@ -21,4 +22,4 @@ if REPORT:
             "report {output}"
         shell:
             quiet(f"{JOB_ENV} {PYTHON} -m lqs_core.report --config-json {{params.config:q}} --repo {{params.repo:q}}",
-                  "report {output}")
+                  "report {output:q}")

@@ -10,12 +10,12 @@ rule fetch:
     log:
         f"{LOGS}/fetch/{{dataset}}.log",
     params:
-        data_dir=f"--data-dir {shlex.quote(CFG['data_dir'])}" if CFG.get("data_dir") else "",
+        data_dir=["--data-dir", CFG["data_dir"]] if CFG.get("data_dir") else [],
     message:
         "fetch {wildcards.dataset}"
     shell:
-        quiet(f"{JOB_ENV} {PYTHON} -m lqs_core.workflow.jobs fetch {{wildcards.dataset}} {{params.data_dir}} "
-              "--marker {output:q}", "fetch {wildcards.dataset}")
+        quiet(f"{JOB_ENV} {PYTHON} -m lqs_core.workflow.jobs fetch {{wildcards.dataset:q}} {{params.data_dir:q}} "
+              "--marker {output:q}", "fetch {wildcards.dataset:q}")
 
 
 rule train:
@@ -39,9 +39,12 @@ rule train:
         executed=lambda w: f"{LOGS}/{w.folder}/{w.run}.ipynb",
         backend=lambda w: run_of(w).backend,
     threads: THREADS
+    # The profile's order (lqs_core.workflow.sweep.expand_runs: baselines, the nested grid, loss terms, gradual,
+    # comparators): of the jobs ready to run, the earliest in the profile starts first.
+    priority: lambda w: run_priority(w.run)
     message:
         "train {wildcards.run}"
     shell:
         quiet(f"{TF_ENV} {PAPERMILL} {{params.notebook:q}} {{params.executed:q}} -r config_json {{params.config:q}} "
-              "-r out_dir {params.out_dir:q} -p threads {threads} -r backend {params.backend}", "{wildcards.run}")
-        + f" && {PYTHON} -m lqs_core.workflow.jobs summary {{output.metrics:q}} --backend {{params.backend}}"
+              "-r out_dir {params.out_dir:q} -p threads {threads:q} -r backend {params.backend:q}", "{wildcards.run:q}")
+        + f" && {PYTHON} -m lqs_core.workflow.jobs summary {{output.metrics:q}} --backend {{params.backend:q}}"
