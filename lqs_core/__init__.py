@@ -47,11 +47,12 @@ __all__ = [*_LAZY, "__version__"]
 
 #: Modules whose import registers lqs' Keras serializables (the classes decorated with
 #: ``@keras.saving.register_keras_serializable(package="lqs")``): the host layers, which import the nested
-#: quantizer, and the quantizer packages (the comparator quantizers). A package's submodules are imported too, and a
-#: name that no longer exists is skipped, so that moving a quantizer within these packages needs no change here.
+#: quantizer, the quantizer packages (the comparator quantizers) and ``convert`` (QuantizedMultiHeadAttention). A
+#: package's submodules are imported too, and a name that no longer exists is skipped, so that moving a quantizer
+#: within these packages needs no change here.
 #: tests/test_packaging.py checks that every module defining such a class is imported by :func:`_register`: when
 #: one moves elsewhere, add its module (or package) to this tuple.
-_SERIALIZABLE_MODULES = ("lqs_core.layers", "lqs_core.quantizers", "lqs_core.loss_terms")
+_SERIALIZABLE_MODULES = ("lqs_core.layers", "lqs_core.quantizers", "lqs_core.loss_terms", "lqs_core.convert")
 
 #: Modules that cannot be imported without the configured Keras backend: importing them without it raises the
 #: message of :func:`_require_backend`.

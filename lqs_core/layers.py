@@ -549,6 +549,35 @@ class QuantizedWrapper(QuantizedLayer):
         config["layer"] = keras.saving.serialize_keras_object(self.layer)
         return config
 
+    def _own_saved_variables(self):
+        """The wrapper's tracked variables minus the wrapped layer's (which ``layer/`` saves): none in practice."""
+        inner = {id(v) for v in self.layer.variables}
+        return [v for v in self._trainable_variables + self._non_trainable_variables if id(v) not in inner]
+
+    def save_own_variables(self, store):
+        """Saves :meth:`_own_saved_variables` only, so a ``.keras`` file holds each wrapped weight once.
+
+        The wrapper tracks the wrapped layer's kernels and bias too (they stay in ``weights`` and
+        ``trainable_variables`` in the same order, so training is unchanged); the layer saves them itself."""
+        for i, variable in enumerate(self._own_saved_variables()):
+            store[f"{i}"] = variable
+
+    def load_own_variables(self, store):
+        """Loads :meth:`save_own_variables`' entries, or the layout of files written before it (commit 9862763),
+        which repeated every tracked variable here: the wrapped layer's copies are skipped (it loads its own)."""
+        own = self._own_saved_variables()
+        tracked = self._trainable_variables + self._non_trainable_variables
+        if len(store.keys()) == len(own):
+            for i, variable in enumerate(own):
+                variable.assign(store[f"{i}"])
+        elif len(store.keys()) == len(tracked):
+            own_ids = {id(v) for v in own}
+            for i, variable in enumerate(tracked):
+                if id(variable) in own_ids:
+                    variable.assign(store[f"{i}"])
+        else:
+            super().load_own_variables(store)  # Keras' message: expected / received variables
+
 
 def _positive_int(name, value) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value <= 0:

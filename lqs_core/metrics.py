@@ -114,11 +114,6 @@ def float_tensors(model) -> Dict[str, np.ndarray]:
     }
 
 
-def _granularity_of(quantizer) -> str:
-    axis = getattr(quantizer, "axis", None)
-    return f"axis={axis}" if axis is not None else str(getattr(quantizer, "granularity", "?"))
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Integer-tensor metrics
 
@@ -311,43 +306,49 @@ SUMMARY_COLUMNS = [
 ]
 
 
+def _records(model):
+    """Per quantized tensor what :func:`lqs_core.intfile.build` takes: name, host, param, ``P_q``, ``s``,
+    rounding, granularity, axis."""
+    params = _params_or_raise(model)
+    return [{"name": name, "host": type(layer).__name__, "param": param,
+             "q": _integers_of(name, variable, quantizer), "s": _to_numpy(quantizer.scale).astype(np.float32),
+             "rounding": str(getattr(quantizer, "rounding", "floor")),
+             "granularity": str(getattr(quantizer, "granularity", "")), "axis": getattr(quantizer, "axis", None)}
+            for name, (_, layer, param, variable, quantizer) in zip(_unique_names(params), params)]
+
+
+def _row(record) -> dict:
+    """The :func:`summary` row of one tensor's record (:func:`_records`)."""
+    q, s = record["q"], record["s"]
+    n_unique = unique_integers(q)
+    return {
+        "tensor": record["name"],
+        "shape": tuple(int(d) for d in q.shape),
+        "params": int(q.size),
+        "granularity": f"axis={record['axis']}" if record["axis"] is not None else (record["granularity"] or "?"),
+        "rounding": record["rounding"],
+        "n_scales": int(s.size),
+        "scale_mean": float(s.astype(np.float64).mean()),
+        "unique": n_unique,
+        "min": int(q.min()) if q.size else 0,
+        "max": int(q.max()) if q.size else 0,
+        "max_abs": int(np.abs(q).max()) if q.size else 0,
+        "bits_unique": bits_unique(n_unique),
+        "bits_fixed": bits_fixed(q),
+        "entropy_bits": entropy_bits(q),
+        "huffman_bytes": -(-huffman_bits(q) // 8),
+        "packed_bytes": packed_size_bytes(q, s),
+        "float32_bytes": 4 * int(q.size),
+    }
+
+
 def _rows(model, records=None):
     """Per-tensor rows and ``{name: P_q}``; ``records`` (a list) also gets what :func:`lqs_core.intfile.build`
     takes per tensor."""
-    params = _params_or_raise(model)
-    rows, ints = [], {}
-    for name, (_, layer, param, variable, quantizer) in zip(_unique_names(params), params):
-        q = _integers_of(name, variable, quantizer)
-        s = _to_numpy(quantizer.scale).astype(np.float32)
-        ints[name] = q
-        if records is not None:
-            records.append({"name": name, "host": type(layer).__name__, "param": param, "q": q, "s": s,
-                            "rounding": str(getattr(quantizer, "rounding", "floor")),
-                            "granularity": str(getattr(quantizer, "granularity", "")),
-                            "axis": getattr(quantizer, "axis", None)})
-        n_unique = unique_integers(q)
-        rows.append(
-            {
-                "tensor": name,
-                "shape": tuple(int(d) for d in q.shape),
-                "params": int(q.size),
-                "granularity": _granularity_of(quantizer),
-                "rounding": str(getattr(quantizer, "rounding", "floor")),
-                "n_scales": int(s.size),
-                "scale_mean": float(s.astype(np.float64).mean()),
-                "unique": n_unique,
-                "min": int(q.min()) if q.size else 0,
-                "max": int(q.max()) if q.size else 0,
-                "max_abs": int(np.abs(q).max()) if q.size else 0,
-                "bits_unique": bits_unique(n_unique),
-                "bits_fixed": bits_fixed(q),
-                "entropy_bits": entropy_bits(q),
-                "huffman_bytes": -(-huffman_bits(q) // 8),
-                "packed_bytes": packed_size_bytes(q, s),
-                "float32_bytes": 4 * int(q.size),
-            }
-        )
-    return rows, ints
+    found = _records(model)
+    if records is not None:
+        records.extend(found)
+    return [_row(r) for r in found], {r["name"]: r["q"] for r in found}
 
 
 def _weighted(rows, key):
@@ -435,7 +436,7 @@ def entropy_bytes(model) -> int:
     """Bytes of the integer file of ``model``'s quantized tensors (integers entropy-coded, the smallest of canonical
     Huffman, DEFLATE and fixed-width packing per tensor, plus scales and header; :mod:`lqs_core.intfile`), computed without
     writing it: ``export.save_integers(model, path, include_other=False)`` writes exactly this many bytes."""
-    return sizes(model)["entropy_bytes"]
+    return int(len(intfile.build(_records(model))[0]))
 
 
 def sizes(model) -> dict:

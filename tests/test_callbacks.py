@@ -34,11 +34,22 @@ class Snapshot(keras.callbacks.Callback):
         self.seen.append((dict(logs), metrics.epoch_stats(self.model), metrics.sizes(self.model)))
 
 
+def shannon_bytes(model):
+    """Σ_t ceil(n_t · H_t / 8) + 4 · #s_t with H_t from the value counts (independent of lqs_core.callbacks)."""
+    total = 0
+    for name, q in metrics.integer_tensors(model).items():
+        _, counts = np.unique(q, return_counts=True)
+        p = counts / q.size
+        total += int(np.ceil(q.size * float(-(p * np.log2(p)).sum()) / 8)) + 4 * metrics.scales(model)[name].size
+    return total
+
+
 @pytest.mark.backends
 def test_logs_hold_epoch_stats_and_sizes(tmp_path):
     m, snap = model(), Snapshot()
     history = m.fit(X, Y, epochs=3, batch_size=16, verbose=0,
-                    callbacks=[QuantizationLogger(scales=True), snap, keras.callbacks.CSVLogger(tmp_path / "log.csv")])
+                    callbacks=[QuantizationLogger(scales=True, file_size=True), snap,
+                               keras.callbacks.CSVLogger(tmp_path / "log.csv")])
     assert len(snap.seen) == 3
     for logs, stats, size in snap.seen:
         for key, value in stats.items():  # exactly metrics.epoch_stats, as ints/floats
@@ -47,10 +58,24 @@ def test_logs_hold_epoch_stats_and_sizes(tmp_path):
         assert logs["bits_unique"] == metrics.bits_unique(stats["unique_integers"])
     assert history.history["unique_integers"] == [s["unique_integers"] for _, s, _ in snap.seen]
     assert history.history["entropy_bytes"] == [z["entropy_bytes"] for _, _, z in snap.seen]
+    assert history.history["shannon_bytes"][-1] == shannon_bytes(m)
     with open(tmp_path / "log.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(float(r["int_range"])) for r in rows] == [s["int_range"] for _, s, _ in snap.seen]
     assert "scale_mean/a/kernel" in rows[0]
+
+
+def test_default_sizes_code_no_tensor():
+    """sizes=True (the default) logs packed_bytes and shannon_bytes from histograms; the file only on request."""
+    m = model()
+    history = m.fit(X, Y, epochs=1, verbose=0, callbacks=[QuantizationLogger()])
+    assert {"bits_unique", "packed_bytes", "shannon_bytes"} <= set(history.history)
+    assert "entropy_bytes" not in history.history
+    assert history.history["packed_bytes"] == [metrics.sizes(m)["packed_bytes"]]
+    assert history.history["shannon_bytes"] == [shannon_bytes(m)]
+    # the order-0 entropy: below the Huffman-coded integers (their code lengths are whole bits) plus the scales
+    scale_bytes = sum(4 * s.size for s in metrics.scales(m).values())
+    assert history.history["shannon_bytes"][0] <= metrics.sizes(m)["huffman_bytes"] + scale_bytes
 
 
 def test_options_and_progress_bar(capsys):
@@ -58,7 +83,7 @@ def test_options_and_progress_bar(capsys):
     history = m.fit(X, Y, epochs=1, verbose=2, callbacks=[QuantizationLogger(sizes=False, prefix="q/")])
     assert set(history.history) == {"loss", "q/unique_integers", "q/int_range", "q/int_min", "q/int_max"}
     assert "q/unique_integers" in capsys.readouterr().out  # the progress bar prints it
-    for bad in (dict(scales=1), dict(sizes="yes"), dict(prefix=3)):
+    for bad in (dict(scales=1), dict(sizes="yes"), dict(prefix=3), dict(file_size=None)):
         with pytest.raises(ValueError, match="QuantizationLogger"):
             QuantizationLogger(**bad)
 

@@ -50,7 +50,8 @@ def nested_reference(p, s):
 @pytest.mark.backends
 def test_every_quantizable_layer_is_wrapped_and_float_layers_are_named():
     model = residual_cnn()
-    with pytest.warns(UserWarning, match=r"1 layer\(s\) of 'residual_cnn' keep float weights: 'bn' \(BatchNormalization"):
+    with pytest.warns(UserWarning, match=r"1 layer\(s\) of 'residual_cnn' keep float weights: "
+                                         r"BatchNormalization, a layer type lqs does not quantize: 'bn'$"):
         q = quantize_model(model, "nested", granularity="outputwise", threshold=1e-9)
     kinds = {layer.name: type(layer).__name__ for layer in q.layers}
     assert kinds["conv"] == kinds["dw"] == kinds["head"] == "QuantizedWrapper"
@@ -127,7 +128,7 @@ def test_other_layer_types_sequential_and_nested_models():
 
 def test_layers_exclude_and_bad_input():
     model = residual_cnn()
-    with pytest.warns(UserWarning, match=r"'head' \(Dense, not quantized \(excluded\)\)"):
+    with pytest.warns(UserWarning, match=r"does not quantize: 'bn'; Dense, not quantized \(excluded\): 'head'"):
         q = quantize_model(model, exclude=["head"])
     assert type(q.get_layer("head")) is keras.layers.Dense
     q = convert(model, layers=["conv"])
@@ -188,7 +189,8 @@ def test_residual_cnn_one_call_train_save_export(tmp_path):
     q = convert(model, "nested", granularity="outputwise", threshold=1e-9, scale_init=2e-3)
     q.compile(keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     scales_before = [to_numpy(s) for s in metrics.scales(q).values()]
-    history = q.fit(X, Y, epochs=1, batch_size=16, verbose=0, callbacks=[lqs_core.QuantizationLogger()])
+    history = q.fit(X, Y, epochs=1, batch_size=16, verbose=0,
+                    callbacks=[lqs_core.QuantizationLogger(file_size=True)])
     assert "unique_integers" in history.history and "entropy_bytes" in history.history
     assert any(not np.array_equal(a, b) for a, b in zip(scales_before, metrics.scales(q).values()))  # scales learned
     expected = predict(q)
@@ -210,8 +212,10 @@ def test_residual_cnn_one_call_train_save_export(tmp_path):
         pytest.skip("the LiteRT export traces with TensorFlow")
     from lqs_core import litert
 
-    report = litert.export_litert(q, tmp_path / "q.tflite", float_path=tmp_path / "f.tflite")
-    assert all(t["storage"] == "int8" for t in report["tensors"]), report["tensors"]
+    report = litert.export_litert(q, tmp_path / "q.tflite", float_path=tmp_path / "f.tflite", mode="float")
+    # int8, but for a bias the converter folds BatchNorm into (lqs_core.litert keeps that one float32, and says so)
+    tensors = report["tensors"]
+    assert all(t["storage"] == "int8" or "BatchNormalization" in t["reason"] for t in tensors), tensors
     np.testing.assert_allclose(litert.predict_litert(tmp_path / "q.tflite", X), expected, rtol=1e-5, atol=1e-6)
     assert report["file_bytes"] < report["float_file_bytes"]
 
@@ -222,3 +226,158 @@ def test_ptq_quantize_names_the_layers_it_leaves_in_float():
                               keras.layers.Flatten(), keras.layers.Dense(4, name="d")])
     with pytest.warns(UserWarning, match=r"ptq_quantize: 1 layer\(s\).*'dw' \(DepthwiseConv2D, not quantized"):
         ptq_quantize(model, 8, layers=["d"])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Per-layer specs by name pattern
+
+
+def method_of(model, name):
+    return lqs_core.quantizers.method_of(model.get_layer(name).kernel_quantizer)
+
+
+def test_per_layer_specs_by_pattern_first_match_wins():
+    model = residual_cnn()
+    with pytest.warns(UserWarning, match=r"Dense, not quantized \(excluded\): 'head'"):
+        q = quantize_model(model, {"conv": {"method": "lsq", "bits": 4}, "d.*": "fixed", "head": None, "*": "nested"})
+    assert (method_of(q, "conv"), method_of(q, "dw")) == ("lsq", "fixed")
+    assert q.get_layer("conv").kernel_quantizer.bits == 4
+    assert method_of(q, "conv") == lqs_core.quantizers.method_of(q.get_layer("conv").bias_quantizer)  # bias follows
+    assert type(q.get_layer("head")) is keras.layers.Dense
+    # the first matching pattern wins; False keeps float too; options are merged into every spec
+    q = convert(model, {"head": "lsq", "head|conv": "fixed", "dw": False}, granularity="outputwise")
+    assert (method_of(q, "head"), method_of(q, "conv")) == ("lsq", "fixed")
+    assert type(q.get_layer("dw")) is keras.layers.DepthwiseConv2D
+    assert q.get_layer("conv").kernel_quantizer.granularity == "outputwise"
+    # no "*": the layers no pattern matches stay float; layers= / exclude= still apply on top
+    q = convert(model, {"conv|dw": "nested"}, exclude=["dw"])
+    assert [n for n, *_ in quantized_params(q)] == ["conv/kernel", "conv/bias"]
+    # a pattern matches the whole name (re.fullmatch), or the path of a layer in a nested model
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")], name="inner")
+    inputs = keras.Input((4,))
+    nested = keras.Model(inputs, keras.layers.Dense(2, name="d2")(inner(inputs)))
+    q = convert(nested, {"inner/d": "lsq", "d.": "fixed"})
+    assert method_of(q.get_layer("inner"), "d") == "lsq" and method_of(q, "d2") == "fixed"
+
+
+def test_bad_patterns_and_specs_are_refused_up_front():
+    model = residual_cnn()
+    with pytest.raises(ValueError, match=r"pattern 'conv'.*Unknown quantizer method 'int8'; allowed: 'nested'"):
+        quantize_model(model, {"conv": "int8", "*": "nested"})
+    with pytest.raises(ValueError, match=r"pattern 'conv'.*Unknown option"):
+        quantize_model(model, {"conv": {"method": "lsq", "threshold": 1e-9}})
+    with pytest.raises(ValueError, match=r"pattern 'conv' maps to True; allowed: a method name.*None / False"):
+        quantize_model(model, {"conv": True})
+    with pytest.raises(ValueError, match=r"pattern 'conv\[' is not a regular expression"):
+        quantize_model(model, {"conv[": "nested"})
+    with pytest.raises(ValueError, match=r"pattern\(s\) \['cnv.\*'\] match no layer of 'residual_cnn'.*'conv'"):
+        quantize_model(model, {"cnv.*": "lsq", "*": "nested"})
+    with pytest.raises(ValueError, match=r"pattern\(s\) \['conv'\] match no layer"):  # "*" took every layer before
+        quantize_model(model, {"*": "nested", "conv": "lsq"})
+    with pytest.raises(ValueError, match=r"pattern\(s\) \['con'\]"):  # the whole name, not a prefix
+        quantize_model(model, {"con": "lsq"})
+    with pytest.raises(ValueError, match=r"mixes spec keys \['method'\] with other keys \['conv'\]"):
+        quantize_model(model, {"method": "lsq", "conv": "nested"})
+    with pytest.raises(ValueError, match="pattern must be a string"):
+        quantize_model(model, {3: "nested"})
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Layers inside layers: MultiHeadAttention (wrapped in place), custom layers (named in the warning)
+
+
+def transformer_block(seed=0):
+    """A small transformer block: MultiHeadAttention, residual, LayerNorm, a Dense feed-forward, a Dense head."""
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((6, 8))
+    x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(inputs, inputs)
+    x = keras.layers.LayerNormalization(name="ln")(keras.layers.Add()([inputs, x]))
+    x = keras.layers.Dense(16, activation="relu", name="ff")(x)
+    x = keras.layers.GlobalAveragePooling1D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="head")(x), name="transformer")
+
+
+XT = np.random.default_rng(3).normal(size=(16, 6, 8)).astype("float32")
+YT = np.arange(16) % 3
+
+
+@pytest.mark.backends
+def test_multi_head_attention_projections_are_quantized_and_train_save_load(tmp_path):
+    from lqs_core.convert import QuantizedMultiHeadAttention
+
+    model = transformer_block()
+    with pytest.warns(UserWarning, match=r"1 layer\(s\) of 'transformer' keep float weights: LayerNorm.*: 'ln'$"):
+        q = quantize_model(model, "nested", threshold=1e-6, scale_init=1e-3)
+    mha = q.get_layer("mha")
+    assert type(mha) is QuantizedMultiHeadAttention
+    names = [n for n, *_ in quantized_params(q)]
+    for projection in ("query", "key", "value", "attention_output"):
+        assert f"mha_{projection}/kernel" in names and f"mha_{projection}/bias" in names
+    assert len(names) == 12 and len(mha.weights) == 16  # 4 x (kernel, bias) + their scales, nothing twice
+    np.testing.assert_allclose(predict(q, XT), predict(model, XT), atol=0.02)
+    # it computes with P_r: the float model with P_r put in by hand gives the same
+    reference = transformer_block()
+    for attr, wrapper in mha._projections():
+        values = [to_numpy(wrapper.quantized(p)) for p in ("kernel", "bias")]
+        getattr(reference.get_layer("mha"), attr).set_weights(values)
+    for name in ("ff", "head"):
+        reference.get_layer(name).set_weights([to_numpy(q.get_layer(name).quantized(p)) for p in ("kernel", "bias")])
+    np.testing.assert_allclose(predict(q, XT), predict(reference, XT), rtol=1e-5, atol=1e-5)
+    # it trains (weights and scales of the projections move), saves, loads, converts again unchanged
+    q.compile(keras.optimizers.Adam(1e-2), "sparse_categorical_crossentropy")
+    before = {v.path: to_numpy(v) for v in mha.weights}
+    q.fit(XT, YT, epochs=2, batch_size=8, verbose=0)
+    moved = {v.path for v in mha.weights if not np.array_equal(before[v.path], to_numpy(v))}
+    assert "mha/query/kernel" in moved and "mha/mha_query/kernel_quantizer/scale" in moved
+    expected = predict(q, XT)
+    q.save(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras")
+    assert type(loaded.get_layer("mha")) is QuantizedMultiHeadAttention
+    np.testing.assert_array_equal(predict(loaded, XT), expected)
+    np.testing.assert_array_equal(predict(convert(loaded), XT), expected)
+    # the integer file holds the projections too, and loads into a fresh conversion
+    export.save_integers(q, tmp_path / "t.lqsint")
+    fresh = convert(transformer_block(seed=7), "nested", threshold=1e-6)
+    export.load_integers(fresh, tmp_path / "t.lqsint")
+    np.testing.assert_array_equal(predict(fresh, XT), expected)
+
+
+def test_attention_loss_terms_survive_save_and_exclusion(tmp_path):
+    q = convert(transformer_block(), "nested", loss_terms=[MaxBin(1e-3)])
+    weights = [t.weight for *_, quantizer in quantized_params(q) for t in quantizer.loss_terms]
+    assert len(weights) == 12 and sum(weights) == pytest.approx(1.0)  # 4 projections, ff, head: kernel + bias
+    q.save(tmp_path / "t.keras")
+    loaded = keras.saving.load_model(tmp_path / "t.keras")
+    assert [t.weight for *_, quantizer in quantized_params(loaded) for t in quantizer.loss_terms] == weights
+    with pytest.warns(UserWarning, match=r"MultiHeadAttention, not quantized \(excluded\): 'mha'"):
+        q = quantize_model(transformer_block(), exclude=["mha"])
+    assert type(q.get_layer("mha")) is keras.layers.MultiHeadAttention
+
+
+class DenseBlock(keras.layers.Layer):
+    """A custom layer holding a Dense: quantize_model cannot replace it (named in the warning)."""
+
+    def __init__(self, units=4, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.inner = keras.layers.Dense(units, name="inner")
+
+    def build(self, input_shape):
+        self.inner.build(input_shape)
+
+    def call(self, x):
+        return self.inner(x)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_custom_layer_with_a_dense_inside_is_named_with_the_reason():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,))
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(DenseBlock(4, name="block")(inputs)))
+    with pytest.warns(UserWarning, match=r"DenseBlock, holds Dense 'inner', which quantize_model cannot replace: .* "
+                                         r"would be lost; build it from lqs host layers \(QDense\) instead: 'block'"):
+        q = quantize_model(model)
+    assert [n for n, *_ in quantized_params(q)] == ["head/kernel", "head/bias"]
+    assert "holds Dense 'inner'" in float_layers(q)["block"]
