@@ -96,12 +96,13 @@ import pandas as pd
 
 from lqs_core import data, losses, metrics, models
 from lqs_core.callbacks import QuantizationLogger
+from lqs_core.checkpoint import CHECKPOINT_FILE, EpochCheckpoint, fingerprint
 from lqs_core.external import hgq2 as external_hgq2
 from lqs_core.external import keras_quantize as external_keras
 from lqs_core.gradual import GradualQuantization
 from lqs_core.layers import quantized_params
 from lqs_core.procedures import CGMQConstraint, assert_budget, bop_cost, select_bits
-from lqs_core.results import RunResult
+from lqs_core.results import RunResult, load_model
 from lqs_core.spec import MODEL_FILE, RunConfig, describe, run_id
 
 #: A training loss above this (or a non-finite one) means the run diverged (cross-entropy of a 10-class softmax
@@ -184,7 +185,7 @@ def load_float_model(path, config: Optional[RunConfig] = None, input_shape=None,
         model = models.build(config.dataset, None, seed=config.seed, **kwargs)
         model.load_weights(path)
         return model
-    return keras.saving.load_model(path, compile=False)
+    return load_model(path, compile=False)
 
 
 def float_report(model) -> dict:
@@ -325,15 +326,9 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
     keras.utils.set_random_seed(config.seed)
     make_deterministic(config.jit_compile)
 
-    splits = data.load(
-        config.dataset,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        data_dir=config.data_dir,
-        max_train=config.max_train,
-        max_val=config.max_val,
-        image_size=config.image_size,
-    )
+    resume = _resumable(config, out_dir)
+    start_epoch = resume.epochs_stored() if resume is not None else 0
+    splits = _load_data(config, start_epoch)
     if config.method == "hgq2":
         model = external_hgq2.build(config.dataset, config.method_options["beta"], seed=config.seed,
                                     input_shape=splits.input_shape, num_classes=splits.num_classes)
@@ -380,14 +375,27 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
     all_callbacks.extend(callbacks)
 
     start = time.perf_counter()
-    model.fit(
-        splits.train,
-        validation_data=splits.val,
-        epochs=config.epochs,
-        callbacks=all_callbacks,
-        shuffle=False,  # the training pipeline is already shuffled (seeded) by lqs_core.data
-        verbose=2 if verbose >= 2 else 0,
-    )
+    initial_epoch = 0
+    if resume is not None:
+        resume.attach(recorder, stateful=[constraint] if constraint is not None else [],
+                      seconds=lambda: time.perf_counter() - start)
+        initial_epoch = resume.restore(model) if start_epoch else 0
+        if initial_epoch != start_epoch:  # the stored state did not fit the model: discarded, start over
+            splits = _load_data(config, 0)
+        if initial_epoch and verbose > 0:
+            print(f"[{describe(config)}] resuming after epoch {initial_epoch}/{config.epochs} ({resume.path})",
+                  flush=True)
+        all_callbacks.append(resume)  # last: after the recorder and the callbacks whose state it keeps
+    if initial_epoch < config.epochs:
+        model.fit(
+            splits.train,
+            validation_data=splits.val,
+            epochs=config.epochs,
+            initial_epoch=initial_epoch,
+            callbacks=all_callbacks,
+            shuffle=False,  # the training pipeline is already shuffled (seeded) by lqs_core.data
+            verbose=2 if verbose >= 2 else 0,
+        )
     extra: Dict[str, Any] = {}
     final_eval = None
     if config.method == "layer_importance":
@@ -397,10 +405,15 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
         extra.update(budget=config.budget, bops=cost["bops"], enforced_rounds=int(constraint.enforced_rounds))
         if constraint.enforced_rounds:  # the gates moved after the last epoch: evaluate the final model
             final_eval = model.evaluate(splits.val, verbose=0)
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - start + (resume.seconds_before if resume is not None else 0.0)
 
     history = recorder.history()
-    check_converged(history, config)
+    try:
+        check_converged(history, config)
+    except RunDiverged:
+        if resume is not None:  # resuming a diverged run would diverge again
+            resume.remove()
+        raise
     last = history.iloc[-1] if len(history) else {}
     report: Dict[str, Any] = {}
     summary = None
@@ -430,7 +443,35 @@ def train(config: RunConfig, out_dir=None, verbose: int = 1, callbacks: Sequence
     result = RunResult(config=config, model=model, history=history, report=report, summary=summary)
     if out_dir is not None:
         result.save(out_dir)
+        if resume is not None:
+            resume.remove()
     return result
+
+
+def _load_data(config: RunConfig, start_epoch: int):
+    """The run's data (:func:`lqs_core.data.load`), the training pipeline at (0-based) epoch ``start_epoch``."""
+    return data.load(
+        config.dataset,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        data_dir=config.data_dir,
+        max_train=config.max_train,
+        max_val=config.max_val,
+        image_size=config.image_size,
+        start_epoch=start_epoch,
+    )
+
+
+def _resumable(config: RunConfig, out_dir) -> Optional[EpochCheckpoint]:
+    """The epoch checkpoint of a run saved to ``out_dir`` (:mod:`lqs_core.checkpoint`), or None — such a run
+    starts over when interrupted: without an ``out_dir``; scheme ``ptq_eval`` (no training); ``layer_importance``
+    (its bit selection and fine-tuning after ``fit`` are not checkpointed); Imagenette on TensorFlow (its
+    ``tf.data`` pipeline cannot start at a later epoch without decoding every skipped image)."""
+    if out_dir is None or config.scheme == "ptq_eval" or config.method == "layer_importance":
+        return None
+    if config.dataset == "imagenette" and keras.backend.backend() == "tensorflow":
+        return None
+    return EpochCheckpoint(os.path.join(os.fspath(out_dir), CHECKPOINT_FILE), fingerprint(config.to_dict()))
 
 
 def _bop_report(model) -> dict:

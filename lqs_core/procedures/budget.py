@@ -175,7 +175,21 @@ class CGMQConstraint(keras.callbacks.Callback):
         self.history.append((epoch, cost, satisfied))
         return cost, satisfied
 
+    def get_state(self) -> dict:
+        """The checks so far (JSON-ready), for :class:`lqs_core.checkpoint.EpochCheckpoint`."""
+        return {"history": [[int(e), float(c), bool(s)] for e, c, s in self.history]}
+
+    def set_state(self, state: dict) -> None:
+        """Restore :meth:`get_state`'s checks (a resumed run: the check at its first epoch is not repeated)."""
+        self.history = [tuple(h) for h in state["history"]]
+        self._resumed = True
+
     def on_train_begin(self, logs=None):
+        if getattr(self, "_resumed", False):
+            self._resumed = False
+            _, _, satisfied = self.history[-1]
+            set_satisfied(self.model, satisfied)
+            return
         if not cgmq_quantizers(self.model):
             raise ValueError("CGMQConstraint: the model has no CGMQ quantizers (build it with quantizer='cgmq').")
         self._check(0)
