@@ -14,7 +14,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from lqs_core.workflow import aggregate  # noqa: E402
-from lqs_core.workflow.figures import comparison, gradual, histograms, pareto, style  # noqa: E402
+from lqs_core.workflow.figures import comparison, curves, gradual, histograms, pareto, style  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -29,6 +29,12 @@ def test_seeds_text():
     assert style.seeds_text([3, 3]) == "3 seeds"
     assert style.seeds_text([2, 3, 2]) == "2–3 seeds"
     assert style.seeds_text([1, float("nan"), 2]) == "1–2 seeds"
+
+
+def test_spread_text_says_one_seed_without_sd():
+    assert style.spread_text([1, 1]) == "1 seed"
+    assert style.spread_text([3, 3]) == "mean ± sd over 3 seeds"
+    assert style.spread_text([1, 2]) == "mean ± sd over 1–2 seeds"
 
 
 def test_accuracy_limits_cut_outliers_but_keep_the_band():
@@ -258,3 +264,80 @@ def test_gradual_k_from_the_variant_and_without_ptq():
 def test_gradual_figure_needs_gradual_runs():
     with pytest.raises(ValueError, match="mnist"):
         gradual.gradual_figure(_gradual_results(with_gradual=False), "mnist")
+
+
+def _histories(seeds=(42, 43), epochs=5):
+    """Per-epoch histories: a float baseline and nested runs (QAT and PTQ) at four λ, the last collapsing."""
+    rows = []
+    for seed in seeds:
+        for e in range(1, epochs + 1):
+            rows.append({"run_id": f"b{seed}", "kind": "baseline", "dataset": "mnist", "family": "float",
+                         "granularity": None, "mode": None, "seed": seed, "param": float("nan"), "variant": None,
+                         "epoch": e, "val_accuracy": 0.9 + 0.01 * e, "val_loss": 0.5 / e})
+            for mode in ("qat", "ptq"):
+                for param, final in ((0.0, 0.952), (1e-10, 0.948), (1e-9, 0.935), (1e-8, 0.40)):
+                    rows.append({"run_id": f"{mode}{param}{seed}", "kind": "run", "dataset": "mnist",
+                                 "family": "nested", "granularity": "rowwise", "mode": mode, "seed": seed,
+                                 "param": param, "variant": None, "epoch": e,
+                                 "val_accuracy": final - 0.002 * (epochs - e) + 0.001 * (seed - 42),
+                                 "val_loss": 0.3 + 0.01 * e})
+    return pd.DataFrame(rows)
+
+
+def test_curves_figure_zoom_row_and_distinct_lines():
+    fig = curves.curves_figure(_histories(), "mnist", "nested", "qat")
+    full, zoom, loss = fig.axes[:3]
+    assert zoom.get_ylabel() == "zoom [%]" and loss.get_yscale() == "log"
+    low, high = zoom.get_ylim()
+    assert 92.0 < low < 93.5 and 95.0 < high < 96.0  # the band within 3 points of the baseline's 95 %, not 40 %
+    assert full.get_ylim()[0] < 45  # the full row still shows the collapse
+    lines = [line for line in full.get_lines() if line.get_label().startswith("λ")]
+    assert len({line.get_color() for line in lines}) == len(lines) == 4  # no near-identical shades
+    assert len({line.get_marker() for line in lines}) == 4
+    assert "mean ± sd over 2 seeds" in fig._suptitle.get_text()
+
+
+def test_curves_figure_draws_ptq_after_the_float_run():
+    fig = curves.curves_figure(_histories(), "mnist", "nested", "ptq")
+    ax = fig.axes[0]
+    ptq = [line for line in ax.get_lines() if line.get_label().startswith("λ")]
+    base = [line for line in ax.get_lines() if line.get_label() == "float baseline"]
+    assert all(list(line.get_xdata()) == [6, 7, 8, 9, 10] for line in ptq)  # epochs 1–5 of PTQ after the float 1–5
+    assert list(base[0].get_xdata()) == [1, 2, 3, 4, 5]
+    assert "float baseline 1–5, then PTQ from it: 6–10" in fig.axes[-1].get_xlabel()
+
+
+def test_curves_figure_of_one_seed_gives_no_sd():
+    fig = curves.curves_figure(_histories(seeds=(42,)), "mnist", "nested", "qat")
+    title = fig._suptitle.get_text()
+    assert "1 seed" in title and "sd over" not in title
+
+
+def test_comparison_figure_zooms_into_a_crowded_band():
+    """Many settings near the float baseline: a fourth, wide panel zooms into them, every one labelled, and its
+    window is outlined in the first panel."""
+    rows = [{"run_id": "b", "kind": "baseline", "dataset": "digits", "family": "float", "method": "float",
+             "seed": 42, "val_accuracy": 0.96, "float32_bytes": 400000}]
+    for i in range(12):
+        for method in ("maxbin", "fixed"):
+            rows.append({"run_id": f"{method}{i}", "kind": "run", "dataset": "digits", "family": method,
+                         "method": method, "granularity": "rowwise", "mode": "qat", "seed": 42,
+                         "param": 10.0 ** (-12 + i) if method == "maxbin" else 2 + i, "variant": None,
+                         "val_accuracy": 0.955 - 0.0005 * i, "unique_integers": 10, "packed_bytes": 30000 + 2000 * i,
+                         "entropy_bytes": 20000 + 1500 * i + (500 if method == "fixed" else 0),
+                         "mean_bits_fixed": 4.0, "entropy_bits_per_weight": 2.0, "huffman_bytes": 1,
+                         "zip_bytes": 1, "float32_bytes": 400000, "learning_rate": 0.01})
+    fig = comparison.comparison_figure(pd.DataFrame(rows), "digits")
+    assert len(fig.axes) == 4
+    zoom = fig.axes[3]
+    low, high = zoom.get_ylim()
+    assert 94.5 < low < 95.0 and 95.5 < high < 96.5
+    texts = {t.get_text() for t in zoom.texts}
+    x_low, x_high = zoom.get_xlim()
+    inside = [r for r in rows[1:] if x_low <= r["entropy_bytes"] / 1000 <= x_high]
+    assert len(texts) == len(inside) >= 16 and {"γ1e-12", "2b"} <= texts  # every setting inside labelled
+    assert any(type(p).__name__ == "Rectangle" and p.get_linestyle() == "--" for p in fig.axes[0].patches)
+    assert "bottom: zoom" in fig._suptitle.get_text() and "1 seed" in fig._suptitle.get_text()
+    assert comparison.zoom_window(comparison.comparison_settings(pd.DataFrame(rows[:8]), "digits")
+                                  .assign(acc=lambda d: 100 * d["val_accuracy_mean"],
+                                          acc_sd=lambda d: 100 * d["val_accuracy_std"]), 96.0) is None  # few: none

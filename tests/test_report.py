@@ -104,3 +104,91 @@ def test_results_md_is_rendered_from_the_stored_results(tmp_path):
     path = report.write_report(config, root=str(tmp_path), repo=str(REPO))
     assert Path(path) == tmp_path / "RESULTS.md"
     assert Path(path).read_text(encoding="utf-8") == (REPO / "RESULTS.md").read_text(encoding="utf-8")
+
+
+def test_sizes_table_names_its_source_and_adds_ptq_rows():
+    rows = [_row(kind="baseline", family="float", method="float", granularity=None, mode=None, param=float("nan"),
+                 float_zip_bytes=1.02 * 2**20, float32_bytes=1.2e6),
+            _row(param=1e-11, zip_bytes=0.17 * 2**20), _row(param=1e-11, mode="ptq", zip_bytes=0.15 * 2**20)]
+    table = report.sizes_table(pd.DataFrame(rows), "cifar10", "channelwise")
+    assert list(table["setting"]) == ["float32", "nested scheme, channelwise, QAT, λ=1e-11",
+                                      "nested scheme, channelwise, PTQ, λ=1e-11"]
+    assert list(table["ours zip MiB (×)"])[1:] == ["0.170 (6.0×)", "0.150 (6.8×)"]
+    assert all(s.startswith("finished Table 4.4") for s in table["thesis: source"])
+
+
+def test_every_thesis_number_has_a_source():
+    for dataset, ref in report.THESIS.items():
+        for lam, entry in ref["nested"].items():
+            source = entry[1] if dataset == "mnist" else entry[2]
+            assert source.startswith(("read off finished", "finished", "draft")), (dataset, lam, source)
+        assert set(ref["sizes_source"]) >= {f if f in ("float", "nested") else "terms" for f, _ in ref["sizes"]}
+
+
+def test_render_takes_the_quoted_numbers_placeholders():
+    text = "{{s.mnist.lsq.outputwise.qat.2.acc}} % and {{q.mnist.unique.1e-10}}; {{s.…}} stays"
+    values = {"s.mnist.lsq.outputwise.qat.2.acc": "96.64", "q.mnist.unique.1e-10": "16–17"}
+    assert report.render(text, values) == "96.64 % and 16–17; {{s.…}} stays"
+
+
+def _mini_results():
+    rows = [_row(kind="baseline", family="float", method="float", granularity=None, mode=None, param=float("nan"),
+                 dataset="mnist", val_accuracy=0.96, float_zip_bytes=3.6e5, float32_bytes=4e5, entropy_bytes=4e5,
+                 learning_rate=1e-4)]
+    for seed, acc in ((42, 0.95), (43, 0.97)):
+        rows.append(_row(dataset="mnist", granularity="rowwise", param=1e-10, seed=seed, val_accuracy=acc,
+                         entropy_bytes=4e4, learning_rate=1e-4, unique_integers=20 + seed - 42))
+    rows.append(_row(dataset="mnist", family="lsq", method="lsq", granularity="outputwise", param=2.0,
+                     val_accuracy=0.9, entropy_bytes=2e4, learning_rate=1e-4))
+    rows.append(_row(dataset="mnist", family="lsq", method="lsq", granularity="outputwise", param=2.0,
+                     val_accuracy=0.8, entropy_bytes=2e4, learning_rate=1e-3, variant="lr0.001"))
+    return pd.DataFrame(rows)
+
+
+def test_setting_values_at_the_better_and_at_each_learning_rate():
+    values = report.setting_values(_mini_results(), "mnist")
+    assert values["s.mnist.nested.rowwise.qat.1e-10.acc"] == "96.00"
+    assert values["s.mnist.nested.rowwise.qat.1e-10.accpm"] == f"96.00 ± {100 * math.sqrt(2e-4):.2f}"
+    assert values["s.mnist.nested.rowwise.qat.1e-10.kB"] == "40.0" and values["s.mnist.float.kB"] == "400.0"
+    assert values["s.mnist.nested.rowwise.qat.1e-10.xf32"] == "10.0"
+    assert values["s.mnist.lsq.outputwise.qat.2.acc"] == "90.00"  # the better rate, as the comparison table
+    assert values["s.mnist.lsq.outputwise.qat.2.lr0.001.acc"] == "80.00"
+    assert values["s.mnist.lsq.outputwise.qat.2.below"] == "6.00"
+
+
+def test_quotes_of_partial_results_do_not_fail():
+    """A profile's report renders while runs are still missing: quotes without their runs are "–"."""
+    values = report.quote_values(_mini_results(), None)
+    assert values["q.mnist.unique.1e-10"] == "20–21"
+    assert values["q.mnist.within1"] == "nested scheme λ=1e-10, rowwise QAT"  # 96.00 %, within a point of 96 %
+    assert values["q.mnist.gradual.1e-10.acc"] == "–" and values["q.mnist.ptqgain"] == "–"
+
+
+def test_backend_table_compares_the_same_settings():
+    ours = _mini_results().assign(backend="jax", n_train=60000, n_val=10000, batch_size=32, epochs=20)
+    twin = ours.assign(backend="tensorflow", val_accuracy=ours["val_accuracy"] - 0.01)
+    twin = twin[twin["seed"] == 42]
+    table = report.backend_table(ours, twin)
+    assert list(table["setting"]) == ["float32", "nested scheme λ=1e-10, rowwise QAT", "LSQ 2 bits, outputwise QAT"]
+    assert list(table["Δ mean (JAX − TensorFlow), points"]) == ["+1.00", "+2.00", "+1.00"]
+    values = report.backend_values(ours, "tf", twin)
+    assert values["q.backend.other"] == "TensorFlow" and values["q.backend.folder"] == "results/tf"
+    assert report.backend_values(ours, None, None)["backend_table"].startswith("No runs of the same settings")
+
+
+@pytest.mark.skipif(not all((REPO / "results" / p / "results.csv").exists() for p in ("mnist-jax", "quick_cpu")),
+                    reason="no mnist-jax / quick_cpu results")
+def test_mnist_report_is_rendered_from_the_stored_results(tmp_path):
+    """results/mnist-jax/RESULTS.md is byte for byte what `make figures CONFIG=config/mnist.yaml` writes (with the
+    quick_cpu runs beside it: the TensorFlow twin of its backend comparison)."""
+    config = wfconfig.load_config(REPO / "config" / "mnist.yaml")
+    results = tmp_path / "results"
+    (results / "mnist-jax").mkdir(parents=True)
+    for entry in (REPO / "results" / "mnist-jax").iterdir():
+        if entry.name != "RESULTS.md":
+            (results / "mnist-jax" / entry.name).symlink_to(entry)
+    (results / "quick_cpu").symlink_to(REPO / "results" / "quick_cpu")
+    path = report.write_report(config, root=str(tmp_path), repo=str(REPO))
+    assert Path(path) == results / "mnist-jax" / "RESULTS.md"
+    assert Path(path).read_text(encoding="utf-8") == (REPO / "results" / "mnist-jax" / "RESULTS.md").read_text(
+        encoding="utf-8")

@@ -6,7 +6,7 @@ from lqs_core import spec
 from lqs_core.workflow.aggregate import (aggregate_seeds, baseline_accuracy, pareto_mask, present_granularities,
                                          present_modes)
 from lqs_core.workflow.figures.style import (ACCURACY_LABEL, PERCENT, ZOOM_MARGIN, accuracy_limits, clip_low,
-                                             log_ticks, mark_cut, place_labels, seeds_text)
+                                             log_ticks, mark_cut, place_labels, spread_text)
 from lqs_core.workflow.names import MODE_NAMES, family_title, format_value, param_symbol
 
 
@@ -114,7 +114,7 @@ def pareto_figure(results, dataset: str, family: str, label_points: bool = True,
     fig.legend([h for h, _ in legend], [t for _, t in legend], loc="upper center", ncol=2 if len(grans) == 1 else 3,
                bbox_to_anchor=(0.5, 0.0), frameon=False)
     n_seeds = df.groupby(["granularity", "mode", "param"]).size()
-    title = f"{dataset}: {family_title(family)} — points labelled by {sym}, mean ± sd over {seeds_text(n_seeds)}"
+    title = f"{dataset}: {family_title(family)} — points labelled by {sym}, {spread_text(n_seeds)}"
     if cut:
         title += f"\nleft of {low:.1f}%: drawn on the left edge (cut axis), with their accuracy"
     fig.suptitle(title, y=0.99, va="bottom")

@@ -106,6 +106,13 @@ def seeds_text(counts) -> str:
     return f"{lo} seed" if lo == 1 else f"{lo} seeds"
 
 
+def spread_text(counts) -> str:
+    """What a figure's points and bands are: ``mean ± sd over 3 seeds`` (``2–3 seeds``), or ``1 seed`` where every
+    setting has a single seed (no spread to show)."""
+    ns = {int(c) for c in counts if c == c and int(c) > 0}
+    return "1 seed" if ns == {1} else f"mean ± sd over {seeds_text(counts)}"
+
+
 def accuracy_limits(values, spreads=None, reference=None, margin: float = ZOOM_MARGIN, pad: float = 0.06):
     """Limits ``(low, high)`` of an accuracy axis (in %) that show where the settings differ.
 
