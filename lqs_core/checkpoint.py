@@ -130,6 +130,7 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.stateful: list = []
         self.seconds = lambda: 0.0
         self.seconds_before = 0.0  # trained in earlier processes (restored)
+        self._found = None  # (arrays, meta) read by epochs_stored, not yet restored
 
     def attach(self, recorder, stateful: Sequence = (), seconds=None) -> "EpochCheckpoint":
         self.recorder, self.stateful = recorder, list(stateful)
@@ -184,14 +185,16 @@ class EpochCheckpoint(keras.callbacks.Callback):
         return arrays, meta
 
     def epochs_stored(self) -> int:
-        """The finished epochs of this run's checkpoint (0: none, or not this run's: then it is removed)."""
-        found = self._read()
-        return 0 if found is None else int(found[1]["epochs_done"])
+        """The finished epochs of this run's checkpoint (0: none, or not this run's: then it is removed); the file
+        read is kept for :meth:`restore`, so it is read once."""
+        self._found = self._read()
+        return 0 if self._found is None else int(self._found[1]["epochs_done"])
 
     def restore(self, model) -> int:
         """Load the checkpoint into ``model`` (compiled), the recorder and the callbacks; returns the number of
         finished epochs (0: nothing to resume; a checkpoint that does not fit is removed with a warning)."""
-        found = self._read()
+        found = self._found if self._found is not None else self._read()
+        self._found = None
         if found is None:
             return 0
         arrays, meta = found
